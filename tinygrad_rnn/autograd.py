@@ -1,0 +1,410 @@
+"""The tape and the reverse-mode engine.
+
+Every op is a :class:`Function` subclass with ``forward(ctx, *arrays, **attrs)`` and
+``backward(ctx, grad)``. Running an op while gradients are recorded creates a
+*node*: the Function instance itself, which remembers its inputs, the arrays it
+saved for backward and a sequence number. Sequence numbers only grow, so they
+order the nodes as they were recorded: that order is the tape.
+
+``backward`` collects the nodes reachable from the outputs with an explicit stack
+(never recursion: an unrolled LSTM is tens of thousands of nodes deep), visits
+them in decreasing sequence number (every consumer of a value comes before its
+producer), sums the gradients flowing into each node in a dict and pops each sum
+as soon as the node consumes it, then frees the node's saved arrays unless
+``retain_graph=True``.
+
+Backward rules are written with operators and methods that both raw arrays and
+Tensors support. Normally the engine runs them on raw arrays; with
+``create_graph=True`` it hands them Tensors, so the backward pass is itself
+recorded and can be differentiated again (one rule, two uses).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from . import backend
+from .errors import AnomalyError, BackwardError, DeviceError, DTypeError, ShapeError
+
+if TYPE_CHECKING:
+    from .tensor import Tensor
+
+__all__ = ["Function", "no_grad", "enable_grad", "is_grad_enabled", "detect_anomaly", "backward", "grad"]
+
+
+class _State:
+    """Global switches, kept on one object so the hot path reads them with one lookup."""
+
+    grad_enabled = True
+    anomaly = False
+
+
+STATE = _State()
+_sequence = itertools.count()  # the tape's clock
+
+
+class Function:
+    """One differentiable op; an instance recorded on the tape is a node.
+
+    Subclasses define ``forward(ctx, *arrays, **attrs) -> array`` and
+    ``backward(ctx, grad) -> grad or tuple of grads`` (one per positional input,
+    ``None`` where no gradient is needed). Set ``broadcasting = True`` when
+    forward broadcasts its inputs: the engine then sums each gradient back to its
+    input's shape. Any other op must return gradients of its inputs' exact shapes.
+    """
+
+    __slots__ = ("inputs", "saved", "seq", "needs_input_grad", "out_shape", "out_dtype", "out_index", "__dict__")
+    broadcasting: ClassVar[bool] = False
+
+    def save_for_backward(self, *arrays: Any) -> None:
+        """Keep exactly what backward needs (inputs or the output, rather than recomputing)."""
+        self.saved = arrays
+
+    @staticmethod
+    def forward(ctx: Function, *args: Any, **attrs: Any) -> Any:
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx: Function, grad: Any) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args: Any, **attrs: Any) -> Tensor:
+        """Run forward on the inputs' arrays; record a node if any input requires grad.
+
+        ``args`` are Tensors or constants (Python numbers, raw arrays).
+        """
+        ctx = cls.__new__(cls)
+        ctx.saved = ()
+        datas = []
+        record = False
+        for a in args:
+            if isinstance(a, Tensor):
+                datas.append(a.data)
+                if a.requires_grad:
+                    record = True
+            else:
+                datas.append(a)
+        try:
+            out = cls.forward(ctx, *datas, **attrs)
+        except (ShapeError, DTypeError, DeviceError, BackwardError):
+            raise
+        except Exception as exc:  # turn a deep NumPy/CuPy error into one that names the op
+            raise _diagnose(cls, args, exc) from exc
+        if isinstance(out, backend.SCALAR_TYPES):
+            out = backend.as_ndarray(out)
+        t = Tensor.__new__(Tensor)
+        t.data = out
+        t.grad = None
+        t.node = None
+        t.requires_grad = False
+        if record and STATE.grad_enabled:
+            t.requires_grad = True
+            t.node = ctx
+            ctx.inputs = args
+            ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+            ctx.seq = next(_sequence)
+            ctx.out_shape = out.shape
+            ctx.out_dtype = out.dtype
+            ctx.out_index = -1
+            for i, s in enumerate(ctx.saved):  # remember which saved array is the output (for create_graph)
+                if s is out:
+                    ctx.out_index = i
+        if STATE.anomaly and not backend.is_finite(out):
+            raise AnomalyError(f"detect_anomaly: forward of {cls.__name__} produced NaN or Inf "
+                               f"(input shapes {_shapes(args)})")
+        return t
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def __repr__(self) -> str:
+        seq = getattr(self, "seq", "?")
+        return f"<{type(self).__name__} #{seq}>"
+
+    def released(self) -> bool:
+        return self.saved is None
+
+
+def _shapes(args: Sequence[Any]) -> str:
+    return ", ".join(str(tuple(a.shape)) if hasattr(a, "shape") else repr(a) for a in args)
+
+
+def _diagnose(cls: type, args: Sequence[Any], exc: Exception) -> Exception:
+    """Explain a failure inside an op's forward: devices first, then shapes."""
+    name = cls.__name__.lower()
+    devices = sorted({a.device for a in args if isinstance(a, Tensor)})
+    if len(devices) > 1:
+        return DeviceError(f"{name}: tensors on different devices ({' and '.join(devices)}); "
+                           f"move them with .to('{devices[0]}') first")
+    if isinstance(exc, ValueError) and "broadcast" in str(exc):
+        return ShapeError(f"{name}: shapes {_shapes(args)} cannot be broadcast together")
+    return type(exc)(f"{name} (input shapes {_shapes(args)}): {exc}")
+
+
+# ---------------------------------------------------------------- grad mode
+
+@contextlib.contextmanager
+def no_grad() -> Iterator[None]:
+    """Run ops without recording them (inference, optimizer updates)."""
+    prev, STATE.grad_enabled = STATE.grad_enabled, False
+    try:
+        yield
+    finally:
+        STATE.grad_enabled = prev
+
+
+@contextlib.contextmanager
+def enable_grad() -> Iterator[None]:
+    """Record ops again inside a ``no_grad`` block."""
+    prev, STATE.grad_enabled = STATE.grad_enabled, True
+    try:
+        yield
+    finally:
+        STATE.grad_enabled = prev
+
+
+def is_grad_enabled() -> bool:
+    return STATE.grad_enabled
+
+
+@contextlib.contextmanager
+def detect_anomaly() -> Iterator[None]:
+    """Raise :class:`AnomalyError` naming the first op whose forward or backward gives NaN/Inf."""
+    prev, STATE.anomaly = STATE.anomaly, True
+    try:
+        yield
+    finally:
+        STATE.anomaly = prev
+
+
+# ---------------------------------------------------------------- the reverse walk
+
+def _collect(roots: Sequence[Function]) -> list[Function]:
+    """Nodes reachable from ``roots``, in decreasing tape order (explicit stack, no recursion)."""
+    seen: set[int] = set()
+    nodes = []
+    stack = list(roots)
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.saved is None:
+            raise BackwardError(
+                f"backward through {node.name} (#{node.seq}) a second time: its saved arrays were "
+                "released after the first backward. Pass retain_graph=True to the first backward "
+                "if you need to go through the graph twice, or detach() what you keep across steps "
+                "(for example the hidden state between truncated-BPTT chunks)."
+            )
+        nodes.append(node)
+        for a in node.inputs:
+            if isinstance(a, Tensor) and a.node is not None:
+                stack.append(a.node)
+    nodes.sort(key=lambda n: n.seq, reverse=True)
+    return nodes
+
+
+def _saved_as_tensors(node: Function) -> tuple:
+    """For create_graph: saved inputs/outputs become the Tensors they came from, so that the
+    backward rule's ops connect to the graph; other saved arrays are constants (masks, indices)."""
+    out = []
+    for i, s in enumerate(node.saved):
+        if i == node.out_index:
+            t = Tensor.__new__(Tensor)  # a second handle on the output: same array, same node
+            t.data, t.grad, t.node, t.requires_grad = s, None, node, True
+            out.append(t)
+            continue
+        for a in node.inputs:
+            if isinstance(a, Tensor) and a.data is s:
+                out.append(a)
+                break
+        else:
+            out.append(s)
+    return tuple(out)
+
+
+def _run_rule(node: Function, g: Any, create_graph: bool) -> tuple:
+    if create_graph:
+        saved = node.saved
+        node.saved = _saved_as_tensors(node)
+        try:
+            grads = type(node).backward(node, g)
+        finally:
+            node.saved = saved
+    else:
+        grads = type(node).backward(node, g)
+    return grads if isinstance(grads, tuple) else (grads,)
+
+
+def _fit(node: Function, i: int, inp: Tensor, ig: Any) -> Any:
+    """Check (or, for broadcasting ops, reduce) one input gradient to the input's shape."""
+    if isinstance(ig, backend.SCALAR_TYPES):
+        ig = backend.as_ndarray(ig)
+    if ig.shape != inp.data.shape:
+        if not type(node).broadcasting:
+            raise BackwardError(f"{node.name}.backward returned a gradient of shape {tuple(ig.shape)} "
+                                f"for input {i} of shape {tuple(inp.data.shape)}")
+        ig = ig.sum_to(inp.data.shape) if isinstance(ig, Tensor) else backend.sum_to(ig, inp.data.shape)
+    if ig.dtype != inp.data.dtype:
+        raise BackwardError(f"{node.name}.backward returned a {ig.dtype} gradient for input {i} "
+                            f"of dtype {inp.data.dtype} (a silent upcast in the rule?)")
+    if STATE.anomaly and not backend.is_finite(ig.data if isinstance(ig, Tensor) else ig):
+        raise AnomalyError(f"detect_anomaly: backward of {node.name} (#{node.seq}) produced NaN or Inf "
+                           f"in the gradient of input {i} (shape {tuple(inp.data.shape)})")
+    return ig
+
+
+def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_graph: bool,
+                 create_graph: bool, targets: Sequence[Tensor] | None = None) -> dict[int, Any] | None:
+    """The engine. Without ``targets`` it accumulates into leaf ``.grad``; with ``targets`` it
+    returns ``{id(target): grad}`` and leaves every ``.grad`` alone (as ``grad()`` does)."""
+    node_grads: dict[Function, Any] = {}
+    leaf_grads: dict[int, Any] = {}
+    leaves: dict[int, Tensor] = {}
+    for r, g in zip(roots, root_grads):
+        if r.node is None:  # a leaf differentiated with respect to itself
+            leaves[id(r)] = r
+            leaf_grads[id(r)] = leaf_grads[id(r)] + g if id(r) in leaf_grads else g
+        else:
+            node_grads[r.node] = node_grads[r.node] + g if r.node in node_grads else g
+    wanted = {id(t.node): id(t) for t in targets if t.node is not None} if targets is not None else {}
+    results: dict[int, Any] = {}
+    prev, STATE.grad_enabled = STATE.grad_enabled, create_graph
+    try:
+        for node in _collect([n for n in node_grads]):
+            g = node_grads.pop(node, None)
+            if id(node) in wanted:
+                results[wanted[id(node)]] = g
+            if g is not None:
+                grads = _run_rule(node, g, create_graph)
+                for i, (inp, ig) in enumerate(zip(node.inputs, grads)):
+                    if ig is None or not node.needs_input_grad[i]:
+                        continue
+                    ig = _fit(node, i, inp, ig)
+                    if inp.node is None:
+                        key = id(inp)
+                        leaves[key] = inp
+                        leaf_grads[key] = leaf_grads[key] + ig if key in leaf_grads else ig
+                    else:
+                        prev_g = node_grads.get(inp.node)
+                        node_grads[inp.node] = ig if prev_g is None else prev_g + ig
+            if not retain_graph:
+                node.saved = None  # frees the arrays; a second backward through here raises
+    finally:
+        STATE.grad_enabled = prev
+    if targets is not None:
+        for key, g in leaf_grads.items():
+            if any(id(t) == key for t in targets):
+                results[key] = g
+        return results
+    for key, g in leaf_grads.items():
+        _accumulate_leaf(leaves[key], g, create_graph)
+    return None
+
+
+def _accumulate_leaf(leaf: Tensor, g: Any, create_graph: bool) -> None:
+    """``leaf.grad += g``. The first gradient is copied, so that ``.grad`` never aliases an array
+    the engine shared between inputs (``a + b`` hands both the same array) or the caller's."""
+    if create_graph:
+        g = g if isinstance(g, Tensor) else Tensor(g)
+        leaf.grad = g if leaf.grad is None else leaf.grad + g
+    elif leaf.grad is None:
+        leaf.grad = Tensor(backend.owned_copy(g))
+    else:
+        leaf.grad.data += g
+
+
+# ---------------------------------------------------------------- public entry points
+
+def _as_list(x: Any) -> list:
+    if x is None:
+        return []
+    return [x] if isinstance(x, Tensor) else list(x)
+
+
+def _root_grads(outputs: list[Tensor], grad_outputs: list[Any], create_graph: bool) -> list[Any]:
+    grads = []
+    for k, out in enumerate(outputs):
+        g = grad_outputs[k] if k < len(grad_outputs) else None
+        if g is None:
+            if out.data.size != 1:
+                raise BackwardError(
+                    f"backward: the output has shape {tuple(out.shape)}, not a scalar: pass a gradient "
+                    "of the same shape (out.backward(grad)), or reduce it first (out.sum().backward())")
+            g = backend.full(out.data.shape, 1.0, out.data.dtype, out.device)
+        elif isinstance(g, Tensor):
+            g = g if create_graph else g.data
+        else:
+            g = backend.as_array(g, out.data.dtype, out.device)
+        gshape = tuple(g.shape)
+        if gshape != tuple(out.data.shape):
+            raise ShapeError(f"backward: gradient of shape {gshape} for an output of shape {tuple(out.shape)}")
+        gdata = g.data if isinstance(g, Tensor) else g
+        if gdata.dtype != out.data.dtype:
+            g = g.astype(out.data.dtype)
+        if create_graph and not isinstance(g, Tensor):
+            g = Tensor(g)
+        grads.append(g)
+    return grads
+
+
+def backward(tensors: Tensor | Sequence[Tensor], grad_tensors: Any = None,
+             retain_graph: bool | None = None, create_graph: bool = False) -> None:
+    """Accumulate d(tensors)/d(leaf) into every leaf's ``.grad`` (as ``torch.autograd.backward``)."""
+    outputs = _as_list(tensors)
+    for out in outputs:
+        if not out.requires_grad:
+            raise BackwardError("backward: the tensor does not require grad and has no graph: "
+                                "create the leaves with requires_grad=True, and do not run under no_grad()")
+    grads = _root_grads(outputs, _as_list(grad_tensors) if not isinstance(grad_tensors, Tensor)
+                        else [grad_tensors], create_graph)
+    retain = create_graph if retain_graph is None else retain_graph
+    run_backward(outputs, grads, retain, create_graph)
+
+
+def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
+         grad_outputs: Any = None, retain_graph: bool | None = None, create_graph: bool = False,
+         allow_unused: bool = False) -> tuple[Tensor | None, ...]:
+    """Gradients of ``outputs`` with respect to ``inputs``, returned rather than accumulated.
+
+    Args:
+        outputs: a tensor or a sequence of tensors.
+        inputs: the tensors to differentiate with respect to (leaves or intermediates).
+        grad_outputs: upstream gradients, one per output (required for non-scalar outputs).
+        retain_graph: keep the graph for another backward (defaults to ``create_graph``).
+        create_graph: record the backward pass, for second and higher derivatives.
+        allow_unused: return None for an input the outputs do not depend on, instead of raising.
+
+    Returns:
+        A tuple with one gradient Tensor (shape of the input) per input.
+    """
+    outs, ins = _as_list(outputs), _as_list(inputs)
+    for t in ins:
+        if not t.requires_grad:
+            raise BackwardError("grad: one of the inputs does not require grad")
+    for out in outs:
+        if not out.requires_grad:
+            raise BackwardError("grad: an output does not require grad (no input it depends on requires grad)")
+    go = grad_outputs if not isinstance(grad_outputs, Tensor) else [grad_outputs]
+    grads = _root_grads(outs, _as_list(go), create_graph)
+    retain = create_graph if retain_graph is None else retain_graph
+    found = run_backward(outs, grads, retain, create_graph, targets=ins)
+    result: list[Tensor | None] = []
+    for t in ins:
+        g = found.get(id(t)) if found is not None else None
+        if g is None:
+            if not allow_unused:
+                raise BackwardError("grad: one of the inputs was not used to compute the outputs; "
+                                    "pass allow_unused=True to get None for it")
+            result.append(None)
+        else:
+            result.append(g if isinstance(g, Tensor) else Tensor(g))
+    return tuple(result)
+
+
+from .tensor import Tensor  # noqa: E402  (tensor.py imports this module; bound last to break the cycle)

@@ -1,0 +1,374 @@
+"""The array backend: the only module that imports NumPy or CuPy.
+
+Everything above this module handles arrays through the names defined here and
+through the methods and operators that NumPy and CuPy arrays share (Chainer's
+``xp`` pattern). Devices are ``"cpu"`` (NumPy) and ``"cuda"`` (CuPy).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+try:  # CuPy is optional: the package must import and run on "cpu" without it.
+    import cupy as cp  # type: ignore[import-not-found]
+
+    _CUPY_ERROR: str | None = None
+except Exception as exc:  # ImportError, or a CUDA runtime that fails to load
+    cp = None
+    _CUPY_ERROR = f"{type(exc).__name__}: {exc}"
+
+from .errors import DeviceError, DTypeError
+
+Array = Any  # a numpy.ndarray or a cupy.ndarray
+DTypeLike = str | type | np.dtype
+
+float16 = np.dtype(np.float16)
+float32 = np.dtype(np.float32)
+float64 = np.dtype(np.float64)
+int32 = np.dtype(np.int32)
+int64 = np.dtype(np.int64)
+bool_ = np.dtype(np.bool_)
+
+ndarray = np.ndarray
+# NumPy reductions over all axes return NumPy scalars (np.float32 ...), not arrays.
+SCALAR_TYPES = (np.generic,)
+CPU_ARRAY = np.ndarray
+
+_default_dtype = float32
+
+
+# ---------------------------------------------------------------- dtypes
+
+def to_dtype(dtype: DTypeLike | None) -> np.dtype:
+    """Normalise a dtype name or object; ``None`` gives the default float dtype."""
+    if dtype is None:
+        return _default_dtype
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        raise DTypeError(f"unknown dtype {dtype!r}: use 'float32', 'float64', 'int64' or 'bool'") from None
+
+
+def set_default_dtype(dtype: DTypeLike) -> None:
+    """Set the dtype of new float tensors (``"float32"`` by default, or ``"float64"``)."""
+    global _default_dtype
+    d = np.dtype(dtype)
+    if d.kind != "f":
+        raise DTypeError(f"set_default_dtype: {d} is not a floating dtype; use 'float32' or 'float64'")
+    _default_dtype = d
+
+
+def get_default_dtype() -> np.dtype:
+    """The dtype that new float tensors get."""
+    return _default_dtype
+
+
+def is_float(dtype: np.dtype) -> bool:
+    return dtype.kind == "f"
+
+
+# ---------------------------------------------------------------- devices
+
+def cuda_available() -> bool:
+    """True when CuPy imported and sees at least one GPU."""
+    if cp is None:
+        return False
+    try:
+        return cp.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def check_device(device: str) -> str:
+    """Normalise ``"cpu" | "cuda" | "cuda:0"`` and fail clearly if it cannot be used."""
+    if not isinstance(device, str):
+        raise DeviceError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    name = device.lower()
+    if name.startswith("cuda"):
+        if cp is None:
+            raise DeviceError(
+                "device 'cuda' needs CuPy, which is not installed here "
+                f"({_CUPY_ERROR}); install the gpu extra: pip install 'tinygrad_rnn[gpu]'"
+            )
+        if not cuda_available():
+            raise DeviceError("device 'cuda': CuPy is installed but sees no GPU; use device='cpu'")
+        return "cuda"
+    if name == "cpu":
+        return "cpu"
+    raise DeviceError(f"unknown device {device!r}: use 'cpu' or 'cuda'")
+
+
+def device_of(a: Array) -> str:
+    """``"cpu"`` for NumPy arrays and scalars, ``"cuda"`` for CuPy arrays."""
+    return "cuda" if cp is not None and isinstance(a, cp.ndarray) else "cpu"
+
+
+def get_xp(a: Array) -> Any:
+    """The array module (numpy or cupy) that owns ``a``; use it only to create arrays."""
+    return cp if cp is not None and isinstance(a, cp.ndarray) else np
+
+
+def xp_for(device: str) -> Any:
+    return cp if device == "cuda" else np
+
+
+def to_device(a: Array, device: str) -> Array:
+    """Copy an array to ``device`` (a no-op if it is already there)."""
+    if device_of(a) == device:
+        return a
+    if device == "cuda":
+        return cp.asarray(a)
+    return cp.asnumpy(a)
+
+
+def to_numpy(a: Array) -> np.ndarray:
+    """A NumPy array for ``a`` (shared memory on the CPU, a copy from the GPU)."""
+    if cp is not None and isinstance(a, cp.ndarray):
+        return cp.asnumpy(a)
+    return np.asarray(a)
+
+
+# ---------------------------------------------------------------- creation
+
+def as_array(data: Any, dtype: np.dtype | None, device: str, copy: bool = True) -> Array:
+    """Build an array from Python data, a NumPy array or a CuPy array.
+
+    Python floats become the default float dtype, ints int64, bools bool;
+    arrays keep their dtype unless ``dtype`` is given.
+    """
+    xp = xp_for(device)
+    if cp is not None and isinstance(data, cp.ndarray) and device == "cpu":
+        data = cp.asnumpy(data)
+    elif isinstance(data, np.ndarray) and device == "cuda":
+        data = cp.asarray(data)
+    if dtype is None and not hasattr(data, "dtype"):
+        probe = np.asarray(data)
+        if probe.dtype.kind == "f":
+            dtype = _default_dtype
+        elif probe.dtype.kind in "iu":
+            dtype = int64
+        elif probe.dtype.kind == "b":
+            dtype = bool_
+        else:
+            raise DTypeError(f"tensor: cannot make a tensor from data of dtype {probe.dtype}")
+    return xp.array(data, dtype=dtype, copy=copy) if copy else xp.asarray(data, dtype=dtype)
+
+
+def as_ndarray(a: Any) -> Array:
+    """Turn a NumPy scalar (what a full reduction returns) into a 0-d array."""
+    return np.asarray(a) if isinstance(a, np.generic) else a
+
+
+def zeros(shape: tuple, dtype: np.dtype, device: str) -> Array:
+    return xp_for(device).zeros(shape, dtype=dtype)
+
+
+def full(shape: tuple, value: float, dtype: np.dtype, device: str) -> Array:
+    return xp_for(device).full(shape, value, dtype=dtype)
+
+
+def arange(start: float, stop: float | None, step: float, dtype: np.dtype | None, device: str) -> Array:
+    xp = xp_for(device)
+    return xp.arange(start, stop, step, dtype=dtype) if stop is not None else xp.arange(start, dtype=dtype)
+
+
+def owned_copy(a: Array) -> Array:
+    """A fresh, writable, contiguous copy (of an array, a broadcast view or a NumPy scalar)."""
+    return get_xp(a).array(a, copy=True)
+
+
+def is_finite(a: Array) -> bool:
+    return bool(get_xp(a).isfinite(a).all())
+
+
+# ---------------------------------------------------------------- array functions used by ops
+# Ops call these rather than numpy/cupy directly, so that the two modules stay swappable.
+
+def broadcast_shapes(*shapes: tuple) -> tuple:
+    return np.broadcast_shapes(*shapes)
+
+
+def broadcast_to(a: Array, shape: tuple) -> Array:
+    return get_xp(a).broadcast_to(a, shape)
+
+
+def sum_to(a: Array, shape: tuple) -> Array:
+    """Sum a broadcast array back down to ``shape`` (the adjoint of broadcast_to)."""
+    if a.shape == shape:
+        return a
+    lead = a.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(i + lead for i, n in enumerate(shape) if n == 1 and a.shape[i + lead] != 1)
+    out = a.sum(axis=axes, keepdims=True) if axes else a
+    if lead:
+        out = out.reshape(shape)
+    return as_ndarray(out)
+
+
+def scatter_add(shape: tuple, index: Any, values: Array) -> Array:
+    """zeros(shape) with ``values`` added at ``index``; repeated indices add up."""
+    xp = get_xp(values)
+    out = xp.zeros(shape, dtype=values.dtype)
+    if is_basic_index(index):
+        out[index] = values  # basic indexing selects each element at most once
+    elif xp is np:
+        np.add.at(out, index, values)
+    else:
+        import cupyx  # type: ignore[import-not-found]
+
+        cupyx.scatter_add(out, index, values)
+    return out
+
+
+def is_basic_index(index: Any) -> bool:
+    """True when ``index`` uses only ints, slices, None and Ellipsis (no array)."""
+    items = index if isinstance(index, tuple) else (index,)
+    return all(i is None or i is Ellipsis or isinstance(i, (int, slice)) for i in items)
+
+
+def exp(a: Array) -> Array:
+    return get_xp(a).exp(a)
+
+
+def log(a: Array) -> Array:
+    return get_xp(a).log(a)
+
+
+def sqrt(a: Array) -> Array:
+    return get_xp(a).sqrt(a)
+
+
+def tanh(a: Array) -> Array:
+    return get_xp(a).tanh(a)
+
+
+def sign(a: Array) -> Array:
+    return get_xp(a).sign(a)
+
+
+def maximum(a: Array, b: Any) -> Array:
+    return get_xp(a).maximum(a, b)
+
+
+def minimum(a: Array, b: Any) -> Array:
+    return get_xp(a).minimum(a, b)
+
+
+def where(cond: Array, a: Any, b: Any) -> Array:
+    return get_xp(cond).where(cond, a, b)
+
+
+def clip(a: Array, lo: Any, hi: Any) -> Array:
+    return get_xp(a).clip(a, lo, hi)
+
+
+def matmul(a: Array, b: Array) -> Array:
+    return get_xp(a).matmul(a, b)
+
+
+def concatenate(arrays: list, axis: int) -> Array:
+    return get_xp(arrays[0]).concatenate(arrays, axis=axis)
+
+
+def stack(arrays: list, axis: int) -> Array:
+    return get_xp(arrays[0]).stack(arrays, axis=axis)
+
+
+def sigmoid(a: Array) -> Array:
+    """Logistic function, stable for large |a|: 0.5 * (1 + tanh(a / 2))."""
+    xp = get_xp(a)
+    out = xp.tanh(a * 0.5)
+    out *= 0.5
+    out += 0.5
+    return out
+
+
+def one_hot(index: Array, num_classes: int, dtype: np.dtype) -> Array:
+    xp = get_xp(index)
+    return (index[..., None] == xp.arange(num_classes)).astype(dtype)
+
+
+# ---------------------------------------------------------------- random numbers
+
+class Generator:
+    """A seeded random generator for one device (NumPy's PCG64, or CuPy's RandomState).
+
+    Args:
+        seed: an integer seed; ``None`` draws one from the OS.
+        device: ``"cpu"`` or ``"cuda"``.
+    """
+
+    def __init__(self, seed: int | None = None, device: str = "cpu") -> None:
+        self.device = check_device(device)
+        self.manual_seed(seed)
+
+    def manual_seed(self, seed: int | None) -> Generator:
+        if self.device == "cuda":
+            self._rng = cp.random.RandomState(seed)
+        else:
+            self._rng = np.random.default_rng(seed)
+        return self
+
+    def normal(self, shape: tuple, dtype: np.dtype) -> Array:
+        if self.device == "cuda":
+            return self._rng.standard_normal(shape, dtype=dtype)
+        return self._rng.standard_normal(shape, dtype=dtype) if dtype.kind == "f" and dtype.itemsize >= 4 \
+            else self._rng.standard_normal(shape).astype(dtype)
+
+    def uniform(self, shape: tuple, low: float, high: float, dtype: np.dtype) -> Array:
+        if self.device == "cuda":
+            return self._rng.uniform(low, high, shape, dtype=dtype)
+        out = self._rng.random(shape, dtype=dtype) if dtype.itemsize >= 4 else self._rng.random(shape).astype(dtype)
+        if (low, high) != (0.0, 1.0):
+            out *= high - low
+            out += low
+        return out
+
+    def integers(self, low: int, high: int, shape: tuple) -> Array:
+        if self.device == "cuda":
+            return self._rng.randint(low, high, size=shape, dtype=np.int64)
+        return self._rng.integers(low, high, size=shape, dtype=np.int64)
+
+    def bernoulli(self, shape: tuple, p: float) -> Array:
+        """Boolean mask, each entry True with probability ``p``."""
+        if self.device == "cuda":
+            return self._rng.uniform(0.0, 1.0, shape, dtype=np.float32) < p
+        return self._rng.random(shape, dtype=np.float32) < p
+
+    def choice(self, probs: Array) -> int:
+        """Draw one index from a 1-D probability vector (on the CPU)."""
+        p = to_numpy(probs).astype(np.float64)
+        p /= p.sum()
+        u = self.uniform((), 0.0, 1.0, float64) if self.device == "cpu" else float(self._rng.uniform())
+        return int(min(np.searchsorted(np.cumsum(p), float(u), side="right"), len(p) - 1))
+
+    def get_state(self) -> dict:
+        """A picklable, JSON-able state (CPU generators only)."""
+        if self.device == "cuda":
+            raise DeviceError("Generator.get_state: saving a CUDA generator's state is not supported; "
+                              "reseed it with manual_seed instead")
+        return self._rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        if self.device == "cuda":
+            raise DeviceError("Generator.set_state: CUDA generators can only be reseeded (manual_seed)")
+        self._rng.bit_generator.state = state
+
+
+_default_generators: dict[str, Generator] = {}
+
+
+def default_generator(device: str = "cpu") -> Generator:
+    """The per-device generator used when no ``generator=`` is passed."""
+    gen = _default_generators.get(device)
+    if gen is None:
+        gen = _default_generators[device] = Generator(None, device)
+    return gen
+
+
+def manual_seed(seed: int) -> None:
+    """Seed the default generator of every device (as ``torch.manual_seed``)."""
+    default_generator("cpu").manual_seed(seed)
+    if cuda_available():
+        default_generator("cuda").manual_seed(seed)

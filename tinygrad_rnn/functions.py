@@ -1,0 +1,107 @@
+"""Functions over several tensors (cat, stack, where, ...) and the free forms of Tensor methods."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from . import backend
+from .errors import DTypeError, ShapeError
+from .ops.elementwise import Maximum, Minimum, Where
+from .ops.shape import Cat, Stack
+from .tensor import Tensor, _as_tensor, _axis, _pair
+
+
+def _same_dtype(op: str, tensors: Sequence[Tensor]) -> None:
+    dtypes = {t.dtype for t in tensors}
+    if len(dtypes) > 1:
+        raise DTypeError(f"{op}: tensors have dtypes {sorted(map(str, dtypes))}; cast them to one dtype first")
+
+
+def cat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis (their other axes must agree)."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ShapeError("cat: needs at least one tensor")
+    _same_dtype("cat", tensors)
+    return Cat.apply(*tensors, axis=_axis(axis, tensors[0].ndim))
+
+
+concatenate = cat
+
+
+def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join tensors of one shape along a new axis."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ShapeError("stack: needs at least one tensor")
+    _same_dtype("stack", tensors)
+    return Stack.apply(*tensors, axis=_axis(axis, tensors[0].ndim + 1))
+
+
+def where(cond: Any, x: Any, y: Any) -> Tensor:
+    """``x`` where ``cond`` is true, else ``y`` (broadcasting; no gradient flows to ``cond``)."""
+    c = cond.data if isinstance(cond, Tensor) else cond
+    if not hasattr(c, "dtype") or c.dtype != backend.bool_:
+        raise DTypeError("where: the condition must be a bool tensor (a comparison such as x > 0)")
+    like = x if isinstance(x, Tensor) else y
+    if not isinstance(like, Tensor):
+        raise TypeError("where: x or y must be a Tensor")
+    x, y = _pair(like, y if like is x else x, "where", reverse=like is not x)
+    return Where.apply(c, x, y)
+
+
+def maximum(x: Tensor, y: Any) -> Tensor:
+    """Elementwise maximum (ties split the gradient)."""
+    return Maximum.apply(*_pair(_as_tensor(x, y) if not isinstance(x, Tensor) else x, y, "maximum"))
+
+
+def minimum(x: Tensor, y: Any) -> Tensor:
+    """Elementwise minimum (ties split the gradient)."""
+    return Minimum.apply(*_pair(_as_tensor(x, y) if not isinstance(x, Tensor) else x, y, "minimum"))
+
+
+def one_hot(index: Tensor, num_classes: int, dtype: Any = None) -> Tensor:
+    """Integer tensor of shape S to a (S..., num_classes) tensor of 0/1 (no gradient)."""
+    if backend.is_float(index.dtype):
+        raise DTypeError(f"one_hot: indices must be integers, got {index.dtype}")
+    if index.numel() and (int(index.data.min()) < 0 or int(index.data.max()) >= num_classes):
+        raise ValueError(f"one_hot: indices must lie in [0, {num_classes}), got "
+                         f"[{int(index.data.min())}, {int(index.data.max())}]")
+    return Tensor(backend.one_hot(index.data, num_classes, backend.to_dtype(dtype)))
+
+
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    return x.softmax(axis)
+
+
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    return x.log_softmax(axis)
+
+
+def logsumexp(x: Tensor, axis: Any = -1, keepdims: bool = False) -> Tensor:
+    return x.logsumexp(axis, keepdims)
+
+
+def exp(x: Tensor) -> Tensor:
+    return x.exp()
+
+
+def log(x: Tensor) -> Tensor:
+    return x.log()
+
+
+def sqrt(x: Tensor) -> Tensor:
+    return x.sqrt()
+
+
+def tanh(x: Tensor) -> Tensor:
+    return x.tanh()
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    return x.sigmoid()
+
+
+def relu(x: Tensor) -> Tensor:
+    return x.relu()

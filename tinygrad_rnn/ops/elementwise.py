@@ -1,0 +1,287 @@
+"""Elementwise ops: arithmetic, the usual nonlinearities, where/clip/maximum/minimum.
+
+Each op is one Function; backward sits right under forward and opens with the
+derivative it implements. Rules use only operators and the functions at the top
+of this file, which work on raw arrays and on Tensors alike (so ``create_graph``
+can record them). Binary ops broadcast; the engine sums their gradients back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import backend
+from ..autograd import Function
+from ..tensor import Tensor
+
+
+# -- functions that backward rules call on arrays (normal backward) or Tensors (create_graph)
+
+def exp(x: Any) -> Any:
+    return Exp.apply(x) if isinstance(x, Tensor) else backend.exp(x)
+
+
+def log(x: Any) -> Any:
+    return Log.apply(x) if isinstance(x, Tensor) else backend.log(x)
+
+
+# -- arithmetic
+
+class Add(Function):
+    broadcasting = True
+
+    @staticmethod
+    def forward(ctx, x, y):
+        return x + y
+
+    @staticmethod
+    def backward(ctx, grad):
+        # z = x + y; dz/dx = dz/dy = 1
+        return grad, grad
+
+
+class Sub(Function):
+    broadcasting = True
+
+    @staticmethod
+    def forward(ctx, x, y):
+        return x - y
+
+    @staticmethod
+    def backward(ctx, grad):
+        # z = x - y; dz/dx = 1, dz/dy = -1
+        return grad, (-grad if ctx.needs_input_grad[1] else None)
+
+
+class Mul(Function):
+    broadcasting = True
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        return x * y
+
+    @staticmethod
+    def backward(ctx, grad):
+        # z = x * y; dz/dx = y, dz/dy = x
+        x, y = ctx.saved
+        gx, gy = ctx.needs_input_grad
+        return (grad * y if gx else None), (grad * x if gy else None)
+
+
+class Div(Function):
+    broadcasting = True
+
+    @staticmethod
+    def forward(ctx, x, y):
+        z = x / y
+        ctx.save_for_backward(y, z)
+        return z
+
+    @staticmethod
+    def backward(ctx, grad):
+        # z = x / y; dz/dx = 1 / y, dz/dy = -x / y**2 = -z / y
+        y, z = ctx.saved
+        gx = grad / y
+        return gx, (-(gx * z) if ctx.needs_input_grad[1] else None)
+
+
+class Pow(Function):
+    broadcasting = True
+
+    @staticmethod
+    def forward(ctx, x, p):
+        z = x ** p
+        ctx.save_for_backward(x, p, z)
+        return z
+
+    @staticmethod
+    def backward(ctx, grad):
+        # z = x ** p; dz/dx = p * x ** (p - 1), dz/dp = z * log(x)
+        x, p, z = ctx.saved
+        gx = grad * p * x ** (p - 1) if ctx.needs_input_grad[0] else None
+        gp = grad * z * log(x) if ctx.needs_input_grad[1] else None
+        return gx, gp
+
+
+class Neg(Function):
+    @staticmethod
+    def forward(ctx, x):
+        return -x
+
+    @staticmethod
+    def backward(ctx, grad):
+        # y = -x; dy/dx = -1
+        return -grad
+
+
+# -- nonlinearities
+
+class Exp(Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = backend.exp(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        # y = exp(x); dy/dx = y
+        (y,) = ctx.saved
+        return grad * y
+
+
+class Log(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return backend.log(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        # y = log(x); dy/dx = 1 / x
+        (x,) = ctx.saved
+        return grad / x
+
+
+class Sqrt(Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = backend.sqrt(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        # y = sqrt(x); dy/dx = 1 / (2 y)
+        (y,) = ctx.saved
+        return grad / (y * 2)
+
+
+class Tanh(Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = backend.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        # y = tanh(x); dy/dx = 1 - y**2
+        (y,) = ctx.saved
+        return grad * (1 - y * y)
+
+
+class Sigmoid(Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = backend.sigmoid(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        # y = 1 / (1 + exp(-x)); dy/dx = y (1 - y)
+        (y,) = ctx.saved
+        return grad * (y * (1 - y))
+
+
+class Relu(Function):
+    @staticmethod
+    def forward(ctx, x):
+        mask = x > 0
+        ctx.save_for_backward(mask)
+        return x * mask
+
+    @staticmethod
+    def backward(ctx, grad):
+        # y = max(x, 0); dy/dx = [x > 0] (a constant mask: the second derivative is 0)
+        (mask,) = ctx.saved
+        return grad * mask
+
+
+class Abs(Function):
+    @staticmethod
+    def forward(ctx, x):
+        s = backend.sign(x)
+        ctx.save_for_backward(s)
+        return x * s
+
+    @staticmethod
+    def backward(ctx, grad):
+        # y = |x|; dy/dx = sign(x) (0 at 0, as PyTorch)
+        (s,) = ctx.saved
+        return grad * s
+
+
+# -- selection
+
+class Maximum(Function):
+    broadcasting = True
+
+    @staticmethod
+    def forward(ctx, x, y):
+        z = backend.maximum(x, y)
+        w = (x > y).astype(z.dtype)
+        w += (x == y) * 0.5  # ties split the gradient evenly, as PyTorch does
+        ctx.save_for_backward(w)
+        return z
+
+    @staticmethod
+    def backward(ctx, grad):
+        # z = max(x, y); dz/dx = [x > y] (+1/2 at ties), dz/dy = 1 - dz/dx
+        (w,) = ctx.saved
+        return grad * w, (grad - grad * w if ctx.needs_input_grad[1] else None)
+
+
+class Minimum(Function):
+    broadcasting = True
+
+    @staticmethod
+    def forward(ctx, x, y):
+        z = backend.minimum(x, y)
+        w = (x < y).astype(z.dtype)
+        w += (x == y) * 0.5
+        ctx.save_for_backward(w)
+        return z
+
+    @staticmethod
+    def backward(ctx, grad):
+        # z = min(x, y); dz/dx = [x < y] (+1/2 at ties), dz/dy = 1 - dz/dx
+        (w,) = ctx.saved
+        return grad * w, (grad - grad * w if ctx.needs_input_grad[1] else None)
+
+
+class Where(Function):
+    broadcasting = True
+
+    @staticmethod
+    def forward(ctx, cond, x, y):
+        ctx.save_for_backward(cond)
+        return backend.where(cond, x, y)
+
+    @staticmethod
+    def backward(ctx, grad):
+        # z = cond ? x : y; dz/dx = cond, dz/dy = not cond
+        (cond,) = ctx.saved
+        gx = grad * cond if ctx.needs_input_grad[1] else None
+        gy = grad * ~cond if ctx.needs_input_grad[2] else None
+        return None, gx, gy
+
+
+class Clip(Function):
+    @staticmethod
+    def forward(ctx, x, lo=None, hi=None):
+        mask = True
+        if lo is not None:
+            mask = x >= lo
+        if hi is not None:
+            mask = mask & (x <= hi)
+        ctx.save_for_backward(mask)
+        return backend.clip(x, lo, hi)
+
+    @staticmethod
+    def backward(ctx, grad):
+        # y = min(max(x, lo), hi); dy/dx = [lo <= x <= hi] (PyTorch's clamp passes at the bounds)
+        (mask,) = ctx.saved
+        return grad * mask

@@ -1,0 +1,30 @@
+"""Matrix product with NumPy's batch broadcasting (operands of 2 or more dimensions;
+``Tensor.__matmul__`` reshapes 1-D operands around it as NumPy does)."""
+
+from __future__ import annotations
+
+from .. import backend
+from ..autograd import Function
+
+
+def swap_last(x):
+    """Transpose the last two axes (works on arrays and Tensors)."""
+    axes = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
+    return x.transpose(axes)
+
+
+class MatMul(Function):
+    broadcasting = True  # batch dimensions broadcast; the engine sums them back
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        return backend.matmul(x, y)
+
+    @staticmethod
+    def backward(ctx, grad):
+        # Z = X @ Y; dX = dZ @ Y^T, dY = X^T @ dZ
+        x, y = ctx.saved
+        gx = grad @ swap_last(y) if ctx.needs_input_grad[0] else None
+        gy = swap_last(x) @ grad if ctx.needs_input_grad[1] else None
+        return gx, gy

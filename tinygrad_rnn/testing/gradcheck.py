@@ -1,0 +1,151 @@
+"""Gradient checks against central finite differences, for ops and layers you add.
+
+The check contracts the function's output with a random upstream gradient ``v``
+into the scalar ``L(x) = <f(x), v>``, then compares ``dL/dx`` from the engine with
+``(L(x + eps e) - L(x - eps e)) / (2 eps)``: for every element ``e`` of small
+inputs, and along random unit directions for large ones (HIPS autograd's
+projection check, ``<grad, u> = dL/du``). Run it in float64.
+
+Second order: ``gradgradcheck`` applies the same check to the function
+``x -> <grad L(x), w>``, whose gradient the engine computes by differentiating
+its own backward pass (``create_graph=True``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..autograd import grad, no_grad
+from ..tensor import Tensor
+
+__all__ = ["GradcheckError", "gradcheck", "gradgradcheck", "numerical_grad"]
+
+
+class GradcheckError(AssertionError):
+    """The analytic and the numerical gradient disagree (or an input was mutated)."""
+
+
+def _scalar(fn: Callable[..., Tensor], inputs: Sequence[Tensor], v: Any) -> float:
+    out = fn(*inputs)  # recorded, not under no_grad: gradgradcheck's fn itself calls grad()
+    return float((np.asarray(out.numpy(), dtype=np.float64) * v).sum())
+
+
+def numerical_grad(fn: Callable[..., Tensor], inputs: Sequence[Tensor], k: int, v: Any, eps: float,
+                   directions: Sequence[Any] | None = None) -> np.ndarray:
+    """Central differences of ``<fn(*inputs), v>`` w.r.t. ``inputs[k]``: one per element, or one per
+    direction when ``directions`` is given. The input's array is perturbed in place and restored."""
+    x = inputs[k]
+    flat = x.data.reshape(-1)  # a view: perturbing it perturbs the input
+    orig = flat.copy()
+    if directions is None:
+        out = np.empty(flat.size)
+        for i in range(flat.size):
+            flat[i] = orig[i] + eps
+            hi = _scalar(fn, inputs, v)
+            flat[i] = orig[i] - eps
+            lo = _scalar(fn, inputs, v)
+            flat[i] = orig[i]
+            out[i] = (hi - lo) / (2 * eps)
+        return out.reshape(x.shape)
+    out = np.empty(len(directions))
+    for j, u in enumerate(directions):
+        flat[...] = orig + eps * u
+        hi = _scalar(fn, inputs, v)
+        flat[...] = orig - eps * u
+        lo = _scalar(fn, inputs, v)
+        out[j] = (hi - lo) / (2 * eps)
+    flat[...] = orig
+    return out
+
+
+def gradcheck(fn: Callable[..., Tensor], inputs: Sequence[Tensor], *, eps: float = 1e-6, atol: float = 1e-6,
+              rtol: float = 1e-5, max_elements: int = 64, n_directions: int = 6, seed: int = 0,
+              raise_exception: bool = True, _constant_ok: bool = False) -> bool:
+    """Check the gradients of ``fn`` w.r.t. every input that requires grad.
+
+    Args:
+        fn: maps the input tensors to one output tensor.
+        inputs: float64 CPU tensors; those with ``requires_grad=True`` are checked.
+        eps: finite-difference step.
+        atol, rtol: allowed error, ``|analytic - numeric| <= atol + rtol * |numeric|`` elementwise.
+        max_elements: inputs up to this size are checked element by element, larger ones
+            along ``n_directions`` random unit directions.
+        seed: seeds the upstream gradient and the directions.
+
+    Returns:
+        True; raises :class:`GradcheckError` with the worst element otherwise (or returns
+        False when ``raise_exception=False``).
+    """
+    rng = np.random.default_rng(seed)
+    for t in inputs:
+        if t.requires_grad and t.dtype != np.float64:
+            raise TypeError(f"gradcheck: inputs must be float64 for finite differences, got {t.dtype}")
+    before = [np.array(t.numpy(), copy=True) for t in inputs]
+    out = fn(*inputs)
+    v = rng.standard_normal(out.shape)
+    checked = [k for k, t in enumerate(inputs) if t.requires_grad]
+    if out.requires_grad:
+        analytic = grad(out, [inputs[k] for k in checked], grad_outputs=Tensor(v.astype(out.dtype)),
+                        allow_unused=True)
+    elif _constant_ok:  # nothing recorded: the analytic derivative is 0, the numbers must agree
+        analytic = tuple(None for _ in checked)
+    else:
+        raise GradcheckError("gradcheck: the output does not depend on any input that requires grad")
+    for t, b in zip(inputs, before):
+        if not np.array_equal(t.numpy(), b, equal_nan=True):
+            return _fail("gradcheck: fn mutated one of its inputs", raise_exception)
+    for k, g in zip(checked, analytic):
+        x = inputs[k]
+        a = np.zeros(x.shape) if g is None else np.asarray(g.numpy(), dtype=np.float64)
+        if a.shape != tuple(x.shape):
+            return _fail(f"gradcheck: gradient of input {k} has shape {a.shape}, input has {x.shape}",
+                         raise_exception)
+        if x.numel() <= max_elements:
+            num = numerical_grad(fn, inputs, k, v, eps)
+            ana = a
+        else:
+            dirs = [u / np.linalg.norm(u) for u in rng.standard_normal((n_directions, x.numel()))]
+            num = numerical_grad(fn, inputs, k, v, eps, dirs)
+            ana = np.array([a.reshape(-1) @ u for u in dirs])
+        err = np.abs(ana - num) - (atol + rtol * np.abs(num))
+        if not np.all(err <= 0) or not np.all(np.isfinite(ana)):
+            i = np.unravel_index(np.nanargmax(np.where(np.isfinite(err), err, np.inf)), err.shape)
+            return _fail(f"gradcheck: input {k} (shape {tuple(x.shape)}): analytic {ana[i]!r} vs numerical "
+                         f"{num[i]!r} at {'element' if ana is a else 'direction'} {tuple(map(int, i))} "
+                         f"(atol={atol}, rtol={rtol})", raise_exception)
+    return True
+
+
+def gradgradcheck(fn: Callable[..., Tensor], inputs: Sequence[Tensor], *, seed: int = 0, **kwargs: Any) -> bool:
+    """Check second derivatives: gradcheck of ``x -> <grad <fn(x), v>, w>`` built with create_graph."""
+    rng = np.random.default_rng(seed + 1)
+    with no_grad():
+        out_shape = fn(*inputs).shape
+    v = Tensor(rng.standard_normal(out_shape))
+    checked = [t for t in inputs if t.requires_grad]
+    ws = [Tensor(rng.standard_normal(t.shape)) for t in checked]
+
+    def first_order(*xs: Tensor) -> Tensor:
+        out = fn(*xs)
+        targets = [x for x in xs if x.requires_grad]
+        gs = grad(out, targets, grad_outputs=v, create_graph=True, allow_unused=True)
+        total = None
+        for g, w in zip(gs, ws):
+            if g is not None and g.requires_grad:
+                term = (g * w).sum()
+                total = term if total is None else total + term
+        if total is None:  # no second-order graph: claims d2 = 0, which finite differences must confirm
+            return Tensor(np.array(sum(float((g.numpy() * w.numpy()).sum()) for g, w in zip(gs, ws)
+                                       if g is not None)))
+        return total
+
+    return gradcheck(first_order, inputs, seed=seed, _constant_ok=True, **kwargs)
+
+
+def _fail(msg: str, raise_exception: bool) -> bool:
+    if raise_exception:
+        raise GradcheckError(msg)
+    return False
