@@ -11,7 +11,9 @@ from .backend import (
     set_default_dtype,
 )
 from .creation import arange, full, manual_seed, ones, ones_like, rand, randint, randn, tensor, zeros, zeros_like
-from .errors import AnomalyError, BackwardError, DeviceError, DTypeError, ShapeError, TinygradRNNError
+from .errors import (
+    AnomalyError, BackwardError, DeviceError, DTypeError, ShapeError, StateDictError, TinygradRNNError,
+)
 from .functions import (
     cat, concatenate, exp, log, log_softmax, logsumexp, maximum, minimum, one_hot, relu, sigmoid, softmax,
     sqrt, stack, tanh, where,
@@ -21,7 +23,7 @@ from .graph import print_graph, to_dot, trace
 __version__ = "0.1.0"
 
 __all__ = [
-    "AnomalyError", "BackwardError", "DTypeError", "DeviceError", "Function", "Generator", "ShapeError",
+    "AnomalyError", "BackwardError", "DTypeError", "DeviceError", "Function", "Generator", "ShapeError", "StateDictError",
     "Tensor", "TinygradRNNError", "arange", "backward", "bool_", "cat", "concatenate", "cuda_available",
     "detect_anomaly", "enable_grad", "exp", "float16", "float32", "float64", "full", "get_default_dtype",
     "grad", "int32", "int64", "is_grad_enabled", "log", "log_softmax", "logsumexp", "manual_seed", "matmul",

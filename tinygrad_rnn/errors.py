@@ -9,6 +9,7 @@ __all__ = [
     "DeviceError",
     "BackwardError",
     "AnomalyError",
+    "StateDictError",
 ]
 
 
@@ -34,3 +35,10 @@ class BackwardError(TinygradRNNError, RuntimeError):
 
 class AnomalyError(TinygradRNNError, FloatingPointError):
     """Raised under ``detect_anomaly()`` by the first op that produced NaN or Inf."""
+
+
+class StateDictError(TinygradRNNError, KeyError):
+    """``load_state_dict`` found missing keys, unexpected keys or shape mismatches (all listed)."""
+
+    def __str__(self) -> str:  # KeyError would print the message with quotes around it
+        return str(self.args[0]) if self.args else ""
