@@ -2,8 +2,8 @@
 
 Every op is a :class:`Function` subclass with ``forward(ctx, *arrays, **attrs)`` and
 ``backward(ctx, grad)``. Running an op while gradients are recorded creates a
-*node*: the Function instance itself, which remembers its inputs, the arrays it
-saved for backward and a sequence number. Sequence numbers only grow, so they
+*node*: the Function instance itself, which remembers its parents (the nodes or
+leaves its inputs came from), the arrays it saved for backward and a sequence number. Sequence numbers only grow, so they
 order the nodes as they were recorded: that order is the tape.
 
 ``backward`` collects the nodes reachable from the outputs with an explicit stack
@@ -56,12 +56,17 @@ class Function:
     input's shape. Any other op must return gradients of its inputs' exact shapes.
     """
 
-    __slots__ = ("inputs", "saved", "seq", "needs_input_grad", "out_shape", "out_dtype", "out_index", "__dict__")
+    __slots__ = ("parents", "saved", "seq", "out_shape", "out_dtype", "out_index", "input_ids", "__dict__")
     broadcasting: ClassVar[bool] = False
 
     def save_for_backward(self, *arrays: Any) -> None:
         """Keep exactly what backward needs (inputs or the output, rather than recomputing)."""
         self.saved = arrays
+
+    @property
+    def needs_input_grad(self) -> tuple[bool, ...]:
+        """One flag per positional input: does a gradient need to flow there?"""
+        return tuple(p is not None for p in self.parents)
 
     @staticmethod
     def forward(ctx: Function, *args: Any, **attrs: Any) -> Any:
@@ -75,27 +80,36 @@ class Function:
     def apply(cls, *args: Any, **attrs: Any) -> Tensor:
         """Run forward on the inputs' arrays; record a node if any input requires grad.
 
-        ``args`` are Tensors or constants (Python numbers, raw arrays).
+        ``args`` are Tensors or constants (Python numbers, raw arrays). A recorded node keeps,
+        per input, its *parent*: the node that produced it, the leaf Tensor itself (which will
+        receive ``.grad``), or None when no gradient flows there. It keeps no input arrays
+        except those forward saved, so intermediate results die as soon as nothing needs them.
         """
         ctx = cls.__new__(cls)
         ctx.saved = ()
         datas = []
+        parents = []
         record = False
         for a in args:
             if isinstance(a, Tensor):
                 datas.append(a.data)
                 if a.requires_grad:
                     record = True
+                    parents.append(a.node or a)
+                else:
+                    parents.append(None)
             else:
                 datas.append(a)
+                parents.append(None)
         try:
             out = cls.forward(ctx, *datas, **attrs)
         except (ShapeError, DTypeError, DeviceError, BackwardError):
             raise
         except Exception as exc:  # turn a deep NumPy/CuPy error into one that names the op
             raise _diagnose(cls, args, exc) from exc
-        if isinstance(out, backend.SCALAR_TYPES):
-            out = backend.as_ndarray(out)
+        if isinstance(out, backend.SCALAR_TYPES):  # NumPy gives scalars for 0-d results: keep arrays,
+            scalar, out = out, backend.as_ndarray(out)  # and a saved output still the output itself
+            ctx.saved = tuple(out if s is scalar else s for s in ctx.saved)
         t = Tensor.__new__(Tensor)
         t.data = out
         t.grad = None
@@ -104,15 +118,16 @@ class Function:
         if record and STATE.grad_enabled:
             t.requires_grad = True
             t.node = ctx
-            ctx.inputs = args
-            ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+            ctx.parents = parents
             ctx.seq = next(_sequence)
             ctx.out_shape = out.shape
             ctx.out_dtype = out.dtype
             ctx.out_index = -1
-            for i, s in enumerate(ctx.saved):  # remember which saved array is the output (for create_graph)
-                if s is out:
-                    ctx.out_index = i
+            if ctx.saved:  # for create_graph: which saved arrays are the output or an input
+                ctx.input_ids = tuple(map(id, datas))
+                for i, s in enumerate(ctx.saved):
+                    if s is out:
+                        ctx.out_index = i
         if STATE.anomaly and not backend.is_finite(out):
             raise AnomalyError(f"detect_anomaly: forward of {cls.__name__} produced NaN or Inf "
                                f"(input shapes {_shapes(args)})")
@@ -202,29 +217,31 @@ def _collect(roots: Sequence[Function]) -> list[Function]:
                 "(for example the hidden state between truncated-BPTT chunks)."
             )
         nodes.append(node)
-        for a in node.inputs:
-            if isinstance(a, Tensor) and a.node is not None:
-                stack.append(a.node)
-    nodes.sort(key=lambda n: n.seq, reverse=True)
+        for p in node.parents:
+            if isinstance(p, Function):
+                stack.append(p)
+    nodes.sort(key=_seq, reverse=True)
     return nodes
 
 
+def _seq(node: Function) -> int:
+    return node.seq
+
+
 def _saved_as_tensors(node: Function) -> tuple:
-    """For create_graph: saved inputs/outputs become the Tensors they came from, so that the
-    backward rule's ops connect to the graph; other saved arrays are constants (masks, indices)."""
+    """For create_graph: saved inputs and outputs become Tensors connected to their nodes, so the
+    backward rule's ops extend the graph; other saved arrays are constants (masks, indices)."""
     out = []
     for i, s in enumerate(node.saved):
-        if i == node.out_index:
-            t = Tensor.__new__(Tensor)  # a second handle on the output: same array, same node
-            t.data, t.grad, t.node, t.requires_grad = s, None, node, True
+        parent: Any = node if i == node.out_index else None
+        if parent is None and id(s) in node.input_ids:
+            parent = node.parents[node.input_ids.index(id(s))]
+        if isinstance(parent, Function):  # a second handle on that node's output: same array, same node
+            t = Tensor.__new__(Tensor)
+            t.data, t.grad, t.node, t.requires_grad = s, None, parent, True
             out.append(t)
-            continue
-        for a in node.inputs:
-            if isinstance(a, Tensor) and a.data is s:
-                out.append(a)
-                break
         else:
-            out.append(s)
+            out.append(parent if parent is not None else s)  # a leaf Tensor, or a constant
     return tuple(out)
 
 
@@ -241,21 +258,23 @@ def _run_rule(node: Function, g: Any, create_graph: bool) -> tuple:
     return grads if isinstance(grads, tuple) else (grads,)
 
 
-def _fit(node: Function, i: int, inp: Tensor, ig: Any) -> Any:
-    """Check (or, for broadcasting ops, reduce) one input gradient to the input's shape."""
+def _fit(node: Function, i: int, parent: Any, ig: Any) -> Any:
+    """Check (or, for broadcasting ops, reduce) one input gradient to the input's shape and dtype."""
+    shape, dtype = (parent.out_shape, parent.out_dtype) if isinstance(parent, Function) \
+        else (parent.data.shape, parent.data.dtype)
     if isinstance(ig, backend.SCALAR_TYPES):
         ig = backend.as_ndarray(ig)
-    if ig.shape != inp.data.shape:
+    if ig.shape != shape:
         if not type(node).broadcasting:
             raise BackwardError(f"{node.name}.backward returned a gradient of shape {tuple(ig.shape)} "
-                                f"for input {i} of shape {tuple(inp.data.shape)}")
-        ig = ig.sum_to(inp.data.shape) if isinstance(ig, Tensor) else backend.sum_to(ig, inp.data.shape)
-    if ig.dtype != inp.data.dtype:
+                                f"for input {i} of shape {tuple(shape)}")
+        ig = ig.sum_to(shape) if isinstance(ig, Tensor) else backend.sum_to(ig, shape)
+    if ig.dtype != dtype:
         raise BackwardError(f"{node.name}.backward returned a {ig.dtype} gradient for input {i} "
-                            f"of dtype {inp.data.dtype} (a silent upcast in the rule?)")
+                            f"of dtype {dtype} (a silent upcast in the rule?)")
     if STATE.anomaly and not backend.is_finite(ig.data if isinstance(ig, Tensor) else ig):
         raise AnomalyError(f"detect_anomaly: backward of {node.name} (#{node.seq}) produced NaN or Inf "
-                           f"in the gradient of input {i} (shape {tuple(inp.data.shape)})")
+                           f"in the gradient of input {i} (shape {tuple(shape)})")
     return ig
 
 
@@ -282,17 +301,17 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
                 results[wanted[id(node)]] = g
             if g is not None:
                 grads = _run_rule(node, g, create_graph)
-                for i, (inp, ig) in enumerate(zip(node.inputs, grads)):
-                    if ig is None or not node.needs_input_grad[i]:
+                for i, (parent, ig) in enumerate(zip(node.parents, grads)):
+                    if ig is None or parent is None:
                         continue
-                    ig = _fit(node, i, inp, ig)
-                    if inp.node is None:
-                        key = id(inp)
-                        leaves[key] = inp
+                    ig = _fit(node, i, parent, ig)
+                    if isinstance(parent, Function):
+                        prev_g = node_grads.get(parent)
+                        node_grads[parent] = ig if prev_g is None else prev_g + ig
+                    else:  # a leaf tensor
+                        key = id(parent)
+                        leaves[key] = parent
                         leaf_grads[key] = leaf_grads[key] + ig if key in leaf_grads else ig
-                    else:
-                        prev_g = node_grads.get(inp.node)
-                        node_grads[inp.node] = ig if prev_g is None else prev_g + ig
             if not retain_graph:
                 node.saved = None  # frees the arrays; a second backward through here raises
     finally:
@@ -302,19 +321,28 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
             if any(id(t) == key for t in targets):
                 results[key] = g
         return results
+    handed: set[int] = set()
     for key, g in leaf_grads.items():
-        _accumulate_leaf(leaves[key], g, create_graph)
+        _accumulate_leaf(leaves[key], g, create_graph, handed)
     return None
 
 
-def _accumulate_leaf(leaf: Tensor, g: Any, create_graph: bool) -> None:
-    """``leaf.grad += g``. The first gradient is copied, so that ``.grad`` never aliases an array
-    the engine shared between inputs (``a + b`` hands both the same array) or the caller's."""
+def _accumulate_leaf(leaf: Tensor, g: Any, create_graph: bool, handed: set[int]) -> None:
+    """``leaf.grad += g``, in place once the leaf owns a gradient array.
+
+    A new ``.grad`` takes ``g`` itself only when no one else can see it: a view (a reshape,
+    a broadcast) or an array already handed to another leaf (``a + b`` gives both the same
+    array) is copied first, so that in-place updates (accumulation, ``clip_grad_norm_``)
+    never reach another tensor.
+    """
     if create_graph:
         g = g if isinstance(g, Tensor) else Tensor(g)
         leaf.grad = g if leaf.grad is None else leaf.grad + g
     elif leaf.grad is None:
-        leaf.grad = Tensor(backend.owned_copy(g))
+        if id(g) in handed or not backend.owns_data(g):
+            g = backend.owned_copy(g)
+        handed.add(id(g))
+        leaf.grad = Tensor(g)
     else:
         leaf.grad.data += g
 
@@ -322,9 +350,10 @@ def _accumulate_leaf(leaf: Tensor, g: Any, create_graph: bool) -> None:
 # ---------------------------------------------------------------- public entry points
 
 def _as_list(x: Any) -> list:
+    """None -> [], a list/tuple -> a list, anything else (a Tensor, an array) -> [x]."""
     if x is None:
         return []
-    return [x] if isinstance(x, Tensor) else list(x)
+    return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
 def _root_grads(outputs: list[Tensor], grad_outputs: list[Any], create_graph: bool) -> list[Any]:
@@ -338,7 +367,7 @@ def _root_grads(outputs: list[Tensor], grad_outputs: list[Any], create_graph: bo
                     "of the same shape (out.backward(grad)), or reduce it first (out.sum().backward())")
             g = backend.full(out.data.shape, 1.0, out.data.dtype, out.device)
         elif isinstance(g, Tensor):
-            g = g if create_graph else g.data
+            g = g if create_graph else backend.owned_copy(g.data)  # never alias the caller's array
         else:
             g = backend.as_array(g, out.data.dtype, out.device)
         gshape = tuple(g.shape)
@@ -361,8 +390,7 @@ def backward(tensors: Tensor | Sequence[Tensor], grad_tensors: Any = None,
         if not out.requires_grad:
             raise BackwardError("backward: the tensor does not require grad and has no graph: "
                                 "create the leaves with requires_grad=True, and do not run under no_grad()")
-    grads = _root_grads(outputs, _as_list(grad_tensors) if not isinstance(grad_tensors, Tensor)
-                        else [grad_tensors], create_graph)
+    grads = _root_grads(outputs, _as_list(grad_tensors), create_graph)
     retain = create_graph if retain_graph is None else retain_graph
     run_backward(outputs, grads, retain, create_graph)
 
@@ -390,8 +418,7 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
     for out in outs:
         if not out.requires_grad:
             raise BackwardError("grad: an output does not require grad (no input it depends on requires grad)")
-    go = grad_outputs if not isinstance(grad_outputs, Tensor) else [grad_outputs]
-    grads = _root_grads(outs, _as_list(go), create_graph)
+    grads = _root_grads(outs, _as_list(grad_outputs), create_graph)
     retain = create_graph if retain_graph is None else retain_graph
     found = run_backward(outs, grads, retain, create_graph, targets=ins)
     result: list[Tensor | None] = []

@@ -179,6 +179,13 @@ def owned_copy(a: Array) -> Array:
     return get_xp(a).array(a, copy=True)
 
 
+def owns_data(a: Array) -> bool:
+    """True for a writable array that is not a view of another (safe to update in place)."""
+    if isinstance(a, np.ndarray):
+        return a.flags.owndata and a.flags.writeable
+    return cp is not None and isinstance(a, cp.ndarray) and a.base is None
+
+
 def is_finite(a: Array) -> bool:
     return bool(get_xp(a).isfinite(a).all())
 
@@ -287,6 +294,24 @@ def sigmoid(a: Array) -> Array:
 def one_hot(index: Array, num_classes: int, dtype: np.dtype) -> Array:
     xp = get_xp(index)
     return (index[..., None] == xp.arange(num_classes)).astype(dtype)
+
+
+# ---------------------------------------------------------------- files
+
+def save_npz(file: Any, arrays: dict[str, Any]) -> None:
+    """Write arrays (NumPy or CuPy, converted to NumPy) to an open binary file as ``.npz``."""
+    np.savez(file, **{k: to_numpy(v) for k, v in arrays.items()})
+
+
+def load_npz(path: str) -> dict[str, np.ndarray]:
+    """Read every array of an ``.npz`` file (no pickles: checkpoints hold arrays and JSON text only)."""
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def text_array(text: str) -> np.ndarray:
+    """A 0-d string array, to store JSON inside an ``.npz``."""
+    return np.array(text)
 
 
 # ---------------------------------------------------------------- random numbers

@@ -28,9 +28,9 @@ def _nodes(t: Tensor) -> list[Function]:
             continue
         seen.add(id(node))
         nodes.append(node)
-        for a in node.inputs or ():
-            if isinstance(a, Tensor) and a.node is not None:
-                stack.append(a.node)
+        for p in node.parents:
+            if isinstance(p, Function):
+                stack.append(p)
     return sorted(nodes, key=lambda n: n.seq)
 
 
@@ -39,13 +39,16 @@ def _saved_bytes(node: Function) -> int:
     return sum(int(getattr(s, "nbytes", 0)) for s in unique.values())
 
 
-def _input_shape(a: object) -> object:
-    return tuple(a.shape) if hasattr(a, "shape") else a
+def _input_shape(parent: object) -> object:
+    """An input's shape from its parent: a node's output or a leaf; "const" where no grad flows."""
+    if isinstance(parent, Function):
+        return tuple(parent.out_shape)
+    return tuple(parent.shape) if isinstance(parent, Tensor) else "const"
 
 
 def trace(t: Tensor) -> list[NodeInfo]:
     """The ops that ``t`` depends on, in recording (tape) order."""
-    return [NodeInfo(n.seq, n.name, tuple(_input_shape(a) for a in (n.inputs or ())), tuple(n.out_shape),
+    return [NodeInfo(n.seq, n.name, tuple(_input_shape(p) for p in n.parents), tuple(n.out_shape),
                      _saved_bytes(n), n.saved is None) for n in _nodes(t)]
 
 
@@ -55,10 +58,10 @@ def print_graph(t: Tensor, file=None) -> None:
     >>> import tinygrad_rnn as tg
     >>> x = tg.tensor([1.0, 2.0], requires_grad=True)
     >>> print_graph((x * x).sum())
-       #  op     inputs          output  saved
-       0  Mul    (2,) (2,)       (2,)    16 B
-       1  Sum    (2,)            ()      0 B
-    total: 2 ops, 16 B saved
+       #  op   inputs          output  saved
+       0  Mul  (2,) (2,)       (2,)    8 B
+       1  Sum  (2,)            ()      0 B
+    total: 2 ops, 8 B saved
     """
     infos = trace(t)
     rows = [(str(i.seq - infos[0].seq), i.op, " ".join(str(s) for s in i.input_shapes), str(i.output_shape),
@@ -80,13 +83,11 @@ def to_dot(t: Tensor) -> str:
     leaves: dict[int, str] = {}
     for n in _nodes(t):
         lines.append(f'  op{n.seq} [label="{n.name} #{n.seq}\\n{tuple(n.out_shape)}"];')
-        for a in n.inputs or ():
-            if not isinstance(a, Tensor):
-                continue
-            if a.node is not None:
-                lines.append(f"  op{a.node.seq} -> op{n.seq};")
-            else:
-                name = leaves.setdefault(id(a), f"leaf{len(leaves)}")
+        for p in n.parents:
+            if isinstance(p, Function):
+                lines.append(f"  op{p.seq} -> op{n.seq};")
+            elif isinstance(p, Tensor):
+                name = leaves.setdefault(id(p), f"leaf{len(leaves)}")
                 lines.append(f"  {name} -> op{n.seq};")
     for name in leaves.values():
         lines.insert(2, f'  {name} [shape=box, label="leaf"];')

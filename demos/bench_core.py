@@ -1,0 +1,183 @@
+"""Core-engine benchmark: per-op overhead and large-op cost, against raw NumPy and PyTorch.
+
+Run:  python demos/bench_core.py [--repeats 30]
+
+Three workloads, each forward + backward, timed side by side and interleaved in
+one process (medians after warm-up, so machine noise hits every contender alike):
+
+1. a chain of 1,000 tiny ops, ``h = h * 0.999 + a`` on 4 elements (2,000 ops):
+   the cost per op is pure framework overhead;
+2. a 64x256 @ 256x1024 matmul;
+3. a tanh over 64x1024.
+
+"raw NumPy" is the same computation written by hand (forward and derived backward)
+with no autograd at all: what the engine's overhead is measured against. PyTorch
+is included when it is installed (``pip install torch==2.13.0`` gives a CPU build).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+import tinygrad_rnn as tg
+
+try:
+    import torch
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+except ImportError:
+    torch = None
+
+CHAIN = 1000  # iterations of h = h * 0.999 + a: two ops each
+
+
+# ---------------------------------------------------------------- chain of tiny ops
+
+def chain_tg() -> None:
+    a = tg.tensor(np.ones(4, np.float32), requires_grad=True)
+    h = tg.tensor(np.ones(4, np.float32), requires_grad=True)
+    for _ in range(CHAIN):
+        h = h * 0.999 + a
+    h.backward(np.ones(4, np.float32))
+
+
+def chain_numpy() -> None:
+    a = np.ones(4, np.float32)
+    h = np.ones(4, np.float32)
+    for _ in range(CHAIN):
+        h = h * np.float32(0.999) + a
+    g = np.ones(4, np.float32)
+    ga = np.zeros(4, np.float32)
+    for _ in range(CHAIN):  # reverse: d/da accumulates g, d/dh scales it
+        ga = ga + g
+        g = g * np.float32(0.999)
+
+
+def chain_torch() -> None:
+    a = torch.ones(4, requires_grad=True)
+    h = torch.ones(4, requires_grad=True)
+    for _ in range(CHAIN):
+        h = h * 0.999 + a
+    h.backward(torch.ones(4))
+
+
+# ---------------------------------------------------------------- large ops
+
+def make_large(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    return {"x": rng.standard_normal((64, 256), dtype=np.float32),
+            "w": rng.standard_normal((256, 1024), dtype=np.float32),
+            "g": rng.standard_normal((64, 1024), dtype=np.float32),
+            "t": rng.standard_normal((64, 1024), dtype=np.float32)}
+
+
+def matmul_tg(d: dict) -> Callable[[], None]:
+    x, w = tg.Tensor(d["x"], requires_grad=True), tg.Tensor(d["w"], requires_grad=True)
+
+    def run() -> None:
+        x.grad = w.grad = None
+        (x @ w).backward(d["g"])
+    return run
+
+
+def matmul_numpy(d: dict) -> Callable[[], None]:
+    x, w, g = d["x"], d["w"], d["g"]
+
+    def run() -> None:
+        x @ w
+        g @ w.T
+        x.T @ g
+    return run
+
+
+def matmul_torch(d: dict) -> Callable[[], None]:
+    x = torch.from_numpy(d["x"]).requires_grad_()
+    w = torch.from_numpy(d["w"]).requires_grad_()
+    g = torch.from_numpy(d["g"])
+
+    def run() -> None:
+        x.grad = w.grad = None
+        (x @ w).backward(g)
+    return run
+
+
+def tanh_tg(d: dict) -> Callable[[], None]:
+    t = tg.Tensor(d["t"], requires_grad=True)
+
+    def run() -> None:
+        t.grad = None
+        t.tanh().backward(d["g"])
+    return run
+
+
+def tanh_numpy(d: dict) -> Callable[[], None]:
+    t, g = d["t"], d["g"]
+
+    def run() -> None:
+        y = np.tanh(t)
+        g * (1 - y * y)
+    return run
+
+
+def tanh_torch(d: dict) -> Callable[[], None]:
+    t = torch.from_numpy(d["t"]).requires_grad_()
+    g = torch.from_numpy(d["g"])
+
+    def run() -> None:
+        t.grad = None
+        t.tanh().backward(g)
+    return run
+
+
+# ---------------------------------------------------------------- timing
+
+def interleaved_medians(contenders: dict[str, Callable[[], None]], repeats: int, warmup: int = 3) -> dict:
+    """Median seconds per call of each contender, run round-robin so noise is shared."""
+    for fn in contenders.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def report(title: str, medians: dict[str, float], unit: str, scale: float) -> None:
+    print(f"\n{title}")
+    base = medians["tinygrad_rnn"]
+    for name, t in medians.items():
+        ratio = "" if name == "tinygrad_rnn" else f"   tinygrad_rnn / {name} = {base / t:.2f}x time"
+        print(f"  {name:<14} {t * scale:10.2f} {unit}{ratio}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args()
+    print(f"tinygrad_rnn {tg.__version__}, NumPy {np.__version__}"
+          + (f", PyTorch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else ", PyTorch absent"))
+
+    chain = {"tinygrad_rnn": chain_tg, "raw NumPy": chain_numpy}
+    if torch:
+        chain["PyTorch"] = chain_torch
+    report(f"chain of {2 * CHAIN} tiny ops (h = h * 0.999 + a, 4 elements), forward + backward, per op",
+           interleaved_medians(chain, args.repeats), "us/op", 1e6 / (2 * CHAIN))
+
+    data = make_large(np.random.default_rng(0))
+    for title, makers in [("matmul 64x256 @ 256x1024, forward + backward", (matmul_tg, matmul_numpy, matmul_torch)),
+                          ("tanh over 64x1024, forward + backward", (tanh_tg, tanh_numpy, tanh_torch))]:
+        contenders = {"tinygrad_rnn": makers[0](data), "raw NumPy": makers[1](data)}
+        if torch:
+            contenders["PyTorch"] = makers[2](data)
+        report(title, interleaved_medians(contenders, args.repeats * 3), "ms", 1e3)
+
+
+if __name__ == "__main__":
+    main()
