@@ -20,14 +20,17 @@ from .functions import (
 )
 from .graph import print_graph, to_dot, trace
 
+from . import nn, optim, testing  # noqa: E402  (subpackages, after the core they build on)
+
 __version__ = "0.1.0"
 
 __all__ = [
-    "AnomalyError", "BackwardError", "DTypeError", "DeviceError", "Function", "Generator", "ShapeError", "StateDictError",
+    "AnomalyError", "BackwardError", "DTypeError", "DeviceError", "Function", "Generator", "ShapeError",
+    "StateDictError",
     "Tensor", "TinygradRNNError", "arange", "backward", "bool_", "cat", "concatenate", "cuda_available",
     "detect_anomaly", "enable_grad", "exp", "float16", "float32", "float64", "full", "get_default_dtype",
     "grad", "int32", "int64", "is_grad_enabled", "log", "log_softmax", "logsumexp", "manual_seed", "matmul",
     "maximum", "minimum", "no_grad", "one_hot", "ones", "ones_like", "print_graph", "rand", "randint", "randn",
     "relu", "set_default_dtype", "sigmoid", "softmax", "sqrt", "stack", "tanh", "tensor", "to_dot", "trace",
-    "where", "zeros", "zeros_like",
+    "where", "zeros", "zeros_like", "nn", "optim", "testing",
 ]

@@ -2,8 +2,9 @@
 
 Every op is a :class:`Function` subclass with ``forward(ctx, *arrays, **attrs)`` and
 ``backward(ctx, grad)``. Running an op while gradients are recorded creates a
-*node*: the Function instance itself, which remembers its parents (the nodes or
-leaves its inputs came from), the arrays it saved for backward and a sequence number. Sequence numbers only grow, so they
+*node*: the Function instance itself, which remembers its parents (the nodes
+or leaves its inputs came from), the arrays it saved for backward and a
+sequence number. Sequence numbers only grow, so they
 order the nodes as they were recorded: that order is the tape.
 
 ``backward`` collects the nodes reachable from the outputs with an explicit stack
@@ -161,6 +162,52 @@ def _diagnose(cls: type, args: Sequence[Any], exc: Exception) -> Exception:
     return type(exc)(f"{name} (input shapes {_shapes(args)}): {exc}")
 
 
+class SparseGrad:
+    """A gradient that is zero except for ``values`` at ``index`` (what indexing's backward gives).
+
+    The engine never materialises it alone: it adds it into the one dense buffer it keeps per
+    input, so slicing a (T, B, N) tensor into T steps costs O(T B N) in backward, not O(T^2 B N).
+    """
+
+    __slots__ = ("shape", "index", "values")
+
+    def __init__(self, shape: tuple, index: Any, values: Any) -> None:
+        self.shape, self.index, self.values = tuple(shape), index, values
+
+    @property
+    def dtype(self) -> Any:
+        return self.values.dtype
+
+    def add_into(self, buf: Any) -> Any:
+        backend.index_add_(buf, self.index, self.values)
+        return buf
+
+    def dense(self) -> Any:
+        return backend.scatter_add(self.shape, self.index, self.values)
+
+
+def _add(prev: Any, g: Any, owned: set[int]) -> Any:
+    """``prev + g`` for gradient sums. Buffers the engine allocated itself (``owned``) are
+    updated in place; anything a rule returned may be shared (``a + b`` hands both inputs one
+    array), so it is never written to."""
+    if isinstance(g, SparseGrad):
+        if prev is None:
+            buf = g.dense()
+        elif id(prev) in owned:
+            return g.add_into(prev)
+        else:
+            buf = g.add_into(backend.owned_copy(prev))
+    elif prev is None:
+        return g
+    elif id(prev) in owned:
+        prev += g
+        return prev
+    else:
+        buf = prev + g
+    owned.add(id(buf))
+    return buf
+
+
 # ---------------------------------------------------------------- grad mode
 
 @contextlib.contextmanager
@@ -272,7 +319,8 @@ def _fit(node: Function, i: int, parent: Any, ig: Any) -> Any:
     if ig.dtype != dtype:
         raise BackwardError(f"{node.name}.backward returned a {ig.dtype} gradient for input {i} "
                             f"of dtype {dtype} (a silent upcast in the rule?)")
-    if STATE.anomaly and not backend.is_finite(ig.data if isinstance(ig, Tensor) else ig):
+    if STATE.anomaly and not backend.is_finite(ig.data if isinstance(ig, Tensor) else
+                                               ig.values if isinstance(ig, SparseGrad) else ig):
         raise AnomalyError(f"detect_anomaly: backward of {node.name} (#{node.seq}) produced NaN or Inf "
                            f"in the gradient of input {i} (shape {tuple(shape)})")
     return ig
@@ -293,10 +341,13 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
             node_grads[r.node] = node_grads[r.node] + g if r.node in node_grads else g
     wanted = {id(t.node): id(t) for t in targets if t.node is not None} if targets is not None else {}
     results: dict[int, Any] = {}
+    owned: set[int] = set()  # ids of the sum buffers the engine allocated (safe to add into in place)
+    add = _add if not create_graph else _add_tensors
     prev, STATE.grad_enabled = STATE.grad_enabled, create_graph
     try:
         for node in _collect([n for n in node_grads]):
-            g = node_grads.pop(node, None)
+            g = node_grads.pop(node, None)  # sums are always dense: _add materialises SparseGrads
+            owned.discard(id(g))  # consumed: from now on the array may be shared by the rule's outputs
             if id(node) in wanted:
                 results[wanted[id(node)]] = g
             if g is not None:
@@ -306,12 +357,11 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
                         continue
                     ig = _fit(node, i, parent, ig)
                     if isinstance(parent, Function):
-                        prev_g = node_grads.get(parent)
-                        node_grads[parent] = ig if prev_g is None else prev_g + ig
+                        node_grads[parent] = add(node_grads.get(parent), ig, owned)
                     else:  # a leaf tensor
                         key = id(parent)
                         leaves[key] = parent
-                        leaf_grads[key] = leaf_grads[key] + ig if key in leaf_grads else ig
+                        leaf_grads[key] = add(leaf_grads.get(key), ig, owned)
             if not retain_graph:
                 node.saved = None  # frees the arrays; a second backward through here raises
     finally:
@@ -325,6 +375,11 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
     for key, g in leaf_grads.items():
         _accumulate_leaf(leaves[key], g, create_graph, handed)
     return None
+
+
+def _add_tensors(prev: Any, g: Any, owned: set[int]) -> Any:
+    """create_graph mode: gradients are Tensors and every sum is a recorded op."""
+    return g if prev is None else prev + g
 
 
 def _accumulate_leaf(leaf: Tensor, g: Any, create_graph: bool, handed: set[int]) -> None:

@@ -215,17 +215,21 @@ def sum_to(a: Array, shape: tuple) -> Array:
 
 def scatter_add(shape: tuple, index: Any, values: Array) -> Array:
     """zeros(shape) with ``values`` added at ``index``; repeated indices add up."""
-    xp = get_xp(values)
-    out = xp.zeros(shape, dtype=values.dtype)
+    out = get_xp(values).zeros(shape, dtype=values.dtype)
+    index_add_(out, index, values)
+    return out
+
+
+def index_add_(out: Array, index: Any, values: Array) -> None:
+    """``out[index] += values`` in place, where repeated (advanced) indices add up."""
     if is_basic_index(index):
-        out[index] = values  # basic indexing selects each element at most once
-    elif xp is np:
+        out[index] += values  # basic indexing selects each element at most once
+    elif isinstance(out, np.ndarray):
         np.add.at(out, index, values)
     else:
         import cupyx  # type: ignore[import-not-found]
 
         cupyx.scatter_add(out, index, values)
-    return out
 
 
 def is_basic_index(index: Any) -> bool:

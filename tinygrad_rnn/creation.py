@@ -84,10 +84,12 @@ def rand(*shape: Any, dtype: DTypeLike | None = None, device: str = "cpu", requi
     return Tensor(arr, requires_grad=requires_grad)
 
 
-def randint(low: int, high: int, shape: tuple, device: str = "cpu", generator: Generator | None = None) -> Tensor:
-    """Uniform int64 samples in [low, high)."""
+def randint(low: int, high: int, shape: tuple, device: str = "cpu", generator: Generator | None = None,
+            dtype: DTypeLike | None = None) -> Tensor:
+    """Uniform integer samples in [low, high) (int64 unless ``dtype`` says otherwise)."""
     device = backend.check_device(device)
-    return Tensor(_generator(generator, device).integers(low, high, tuple(shape)))
+    arr = _generator(generator, device).integers(low, high, tuple(shape))
+    return Tensor(arr if dtype is None else arr.astype(backend.to_dtype(dtype)))
 
 
 def manual_seed(seed: int) -> None:

@@ -169,7 +169,8 @@ class Tensor:
             retain_graph: keep the saved arrays for another backward through the same graph.
             create_graph: record the backward pass (for second derivatives).
         """
-        autograd.backward(self, grad, retain_graph=retain_graph or create_graph, create_graph=create_graph)
+        grads = None if grad is None else [grad]  # one output: a list here is data, not one grad per output
+        autograd.backward(self, grads, retain_graph=retain_graph or create_graph, create_graph=create_graph)
 
     def __repr__(self) -> str:
         body = repr(self.numpy()).replace("array(", "tensor(").replace("\n", "\n ")
@@ -431,7 +432,12 @@ def _as_tensor(x: Any, like: Tensor) -> Tensor:
 def _pair(x: Tensor, y: Any, op: str, reverse: bool = False) -> tuple[Any, Any]:
     """Operands of a binary op, in order. Python numbers pass through as constants (NumPy keeps
     the tensor's dtype for them); a float tensor meets an int/bool one by casting the latter;
-    two different float dtypes are an error rather than a silent upcast."""
+    two different float dtypes are an error rather than a silent upcast. NumPy scalars count as
+    Python numbers, arrays and lists as tensors (so the same dtype rules apply to them)."""
+    if isinstance(y, backend.SCALAR_TYPES):  # np.float64(2.0) would otherwise upcast a float32 tensor
+        y = y.item()
+    if not isinstance(y, (int, float, Tensor)):
+        y = _as_tensor(y, x)
     if isinstance(y, Tensor):
         dx, dy = x.data.dtype, y.data.dtype
         if dx != dy:
@@ -443,8 +449,6 @@ def _pair(x: Tensor, y: Any, op: str, reverse: bool = False) -> tuple[Any, Any]:
                 y = Tensor(y.data.astype(dx))
             elif fy:
                 x = Tensor(x.data.astype(dy))
-    elif not isinstance(y, (int, float)):
-        y = _as_tensor(y, x)
     return (y, x) if reverse else (x, y)
 
 
@@ -458,9 +462,8 @@ def _axes(axis: Axis, ndim: int) -> tuple[int, ...] | None:
     """Normalise ``axis`` to a sorted tuple of non-negative ints, or None for all axes."""
     if axis is None:
         return None
-    if isinstance(axis, int):
-        return (_axis(axis, ndim),)
-    return tuple(sorted(_axis(a, ndim) for a in axis))
+    axes = tuple(sorted(_axis(a, ndim) for a in ((axis,) if isinstance(axis, int) else axis)))
+    return axes if ndim else ()  # a 0-d tensor accepts axis 0 or -1 (as PyTorch) but has no axis to reduce
 
 
 def _count(shape: tuple, axes: tuple | None) -> int:

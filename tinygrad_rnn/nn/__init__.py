@@ -1,5 +1,16 @@
 """Neural-network building blocks with PyTorch's names: modules, layers, functional, init, utils."""
 
+from . import functional, init, utils
+from .activation import Identity, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from .dropout import Dropout
+from .embedding import Embedding
+from .linear import Linear
 from .module import Module, ModuleList, Parameter, Sequential
+from .norm import LayerNorm
 
-__all__ = ["Module", "ModuleList", "Parameter", "Sequential"]
+__all__ = [
+    "functional", "init", "utils",
+    "Module", "ModuleList", "Parameter", "Sequential",
+    "Dropout", "Embedding", "LayerNorm", "Linear",
+    "Identity", "LogSoftmax", "ReLU", "Sigmoid", "Softmax", "Tanh",
+]

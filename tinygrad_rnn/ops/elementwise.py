@@ -22,6 +22,8 @@ def exp(x: Any) -> Any:
 
 
 def log(x: Any) -> Any:
+    if isinstance(x, (int, float)):  # a constant operand: stay a Python float, which never upcasts float32
+        return float(backend.log(x))
     return Log.apply(x) if isinstance(x, Tensor) else backend.log(x)
 
 
@@ -222,8 +224,7 @@ class Maximum(Function):
     @staticmethod
     def forward(ctx, x, y):
         z = backend.maximum(x, y)
-        w = (x > y).astype(z.dtype)
-        w += (x == y) * 0.5  # ties split the gradient evenly, as PyTorch does
+        w = ((x > y) + (x == y) * 0.5).astype(z.dtype)  # ties split the gradient evenly, as PyTorch does
         ctx.save_for_backward(w)
         return z
 
@@ -240,8 +241,7 @@ class Minimum(Function):
     @staticmethod
     def forward(ctx, x, y):
         z = backend.minimum(x, y)
-        w = (x < y).astype(z.dtype)
-        w += (x == y) * 0.5
+        w = ((x < y) + (x == y) * 0.5).astype(z.dtype)  # not in place: 0-d inputs give NumPy scalars
         ctx.save_for_backward(w)
         return z
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import backend
-from ..autograd import Function
+from ..autograd import Function, SparseGrad
 from ..errors import ShapeError
 from ..tensor import Tensor
 
@@ -26,8 +26,9 @@ def sum_to(x: Any, shape: tuple) -> Any:
 
 
 def scatter_add(x: Any, shape: tuple, index: Any) -> Any:
-    return IndexAdd.apply(x, shape=shape, index=index) if isinstance(x, Tensor) \
-        else backend.scatter_add(shape, index, x)
+    """zeros(shape) with x added at index. On arrays it stays sparse (a SparseGrad): the engine
+    adds it into one buffer per input, so T slices of one tensor cost O(T) in backward, not O(T^2)."""
+    return IndexAdd.apply(x, shape=shape, index=index) if isinstance(x, Tensor) else SparseGrad(shape, index, x)
 
 
 # -- ops
