@@ -485,7 +485,7 @@ def test_reduce_lr_on_plateau_matches_torch_and_resumes_exactly(opts, metrics):
     sched = lr_scheduler.ReduceLROnPlateau(opt, **opts)
     ours = []
     for i, m in enumerate(metrics):
-        sched.step(tg.tensor(m) if i % 2 else m)  # a number or a one-element Tensor
+        sched.step(tg.tensor(m, dtype="float64") if i % 2 else m)  # a number or a one-element Tensor
         ours.append(list(sched.get_last_lr()))
         if i == len(metrics) // 2:  # swap in a resumed copy halfway
             saved_sched, saved_opt = sched.state_dict(), opt.state_dict()

@@ -268,17 +268,20 @@ def _loop(run: Run, val: Any, folder: RunFolder, history: list[dict[str, Any]], 
     chars_per_step = cfg.batch_size * cfg.seq_len
     bar = plot.progress(cfg.max_steps, run.step, cfg.quiet)
     start, session_steps, last_val = time.perf_counter(), 0, None
+    step_time = 0.0  # training steps only: chars/s leaves out validation and file writing
     while True:
         done = (cfg.max_steps is not None and run.step >= cfg.max_steps) or \
                (budget is not None and time.perf_counter() - start >= budget)
         if done:
             break
+        t0 = time.perf_counter()
         loss = train_step(run)
+        step_time += time.perf_counter() - t0
         session_steps += 1
         now = time.perf_counter() - start
         row = {"step": run.step, "train_loss": loss, "lr": run.optimizer.param_groups[0]["lr"],
                "epoch": run.batches.epoch, "elapsed_s": round(run.elapsed + now, 3),
-               "chars_per_sec": round(session_steps * chars_per_step / now, 1)}
+               "chars_per_sec": round(session_steps * chars_per_step / step_time, 1)}
         finishing = (cfg.max_steps is not None and run.step >= cfg.max_steps) or \
                     (budget is not None and now >= budget)
         if run.step % cfg.eval_every == 0 or finishing:

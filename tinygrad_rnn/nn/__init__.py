@@ -7,10 +7,12 @@ from .embedding import Embedding
 from .linear import Linear
 from .module import Module, ModuleList, Parameter, Sequential
 from .norm import LayerNorm
+from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
 __all__ = [
     "functional", "init", "utils",
     "Module", "ModuleList", "Parameter", "Sequential",
     "Dropout", "Embedding", "LayerNorm", "Linear",
     "Identity", "LogSoftmax", "ReLU", "Sigmoid", "Softmax", "Tanh",
+    "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU",
 ]

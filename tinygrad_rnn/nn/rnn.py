@@ -466,7 +466,7 @@ class _RNNBase(Module):
             outs = []
             for d in range(dirs):
                 k = layer * dirs + d
-                order = range(T - 1, -1, -1) if d else range(T)
+                order = range(T)
                 names = self._flat_weights_names[k * per:(k + 1) * per]
                 w_ih, w_hh, *b = (getattr(self, n) for n in names)
                 out, *final = self._run(xs, states[k], w_ih, w_hh, b, ones, order)
