@@ -136,8 +136,11 @@ SPECS = {  # name: (class, reference, option strategy, every option switched on)
 }
 
 # Gradient entries: zero or of magnitude in [1e-3, 3] (no underflowing squares, where rules divide).
-grad_values = st.just(0.0) | st.floats(1e-3, 3.0) | st.floats(-3.0, -1e-3)
-param_values = st.floats(-2.0, 2.0, allow_subnormal=False)
+# Both are scaled by "unround" factors: hypothesis likes round numbers, and a round gradient that
+# exactly cancels the weight decay term (0.001 - 0.1 * 0.01) leaves the normalising rules dividing
+# rounding noise by rounding noise, where torch's fused multiply-add and NumPy differ by O(1).
+grad_values = (st.just(0.0) | st.floats(1e-3, 3.0) | st.floats(-3.0, -1e-3)).map(lambda x: x * (1 + 1 / 7))
+param_values = st.floats(-2.0, 2.0, allow_subnormal=False).map(lambda x: x * (1 + 1 / 11))
 
 
 def draw_problem(data):

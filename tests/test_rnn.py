@@ -168,7 +168,8 @@ TORCH_CONFIGS = [  # (L, bidirectional, batch_first, bias)
 ]
 
 
-def torch_module(mode: str, I: int, H: int, L: int, bidirectional: bool, bias: bool, batch_first: bool, dtype):  # noqa: E741
+def torch_module(mode: str, I: int, H: int, L: int, bidirectional: bool, bias: bool,  # noqa: E741
+                 batch_first: bool, dtype):
     torch = pytest.importorskip("torch")
     kw = dict(num_layers=L, bias=bias, batch_first=batch_first, bidirectional=bidirectional, dtype=dtype)
     if mode == "LSTM":
@@ -504,6 +505,21 @@ def test_mismatched_dtype_and_bad_arguments_raise_clear_errors():
         nn.LSTM(3, 4, dropout=1.5)
     with pytest.raises(ValueError, match="num_layers"):
         nn.LSTM(3, 4, num_layers=0)
+
+
+# ---------------------------------------------------------------- built for speed
+
+@pytest.mark.parametrize("mode, bias, per_step", [("LSTM", True, 14), ("GRU", True, 15), ("GRU", False, 14),
+                                                  ("RNN_TANH", True, 4)])
+def test_ops_per_time_step_stay_few_with_one_input_matmul_per_layer(mode, bias, per_step):
+    m = build(mode, 3, 4, L=2, bidirectional=True, bias=bias)
+    nodes = {}
+    for T in (5, 10):
+        out, _ = m(tg.tensor(np.ones((T, 2, 3)), requires_grad=True))
+        nodes[T] = tg.trace(out)
+    assert (len(nodes[10]) - len(nodes[5])) / 5 == per_step * 2 * 2  # per step, layer and direction
+    # per layer and direction: T recurrent matmuls plus ONE input projection for all steps
+    assert sum(n.op == "MatMul" for n in nodes[10]) == 4 * (10 + 1)
 
 
 # ---------------------------------------------------------------- odds and ends

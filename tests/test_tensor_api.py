@@ -276,3 +276,30 @@ def test_readme_style_snippet_runs():
     w.data -= 0.1 * w.grad.data  # an SGD step updates the array in place: w stays the same leaf
     np.testing.assert_allclose(w.numpy(), before - 0.1 * w.grad.numpy())
     assert w.is_leaf and w.requires_grad
+
+
+def test_inplace_update_under_no_grad_keeps_the_leaf_and_changes_its_data():
+    w = tg.tensor([1.0, 2.0], requires_grad=True)
+    (w * w).sum().backward()
+    before = w
+    with tg.no_grad():
+        w -= 0.5 * w.grad
+    assert w is before and w.requires_grad and w.is_leaf
+    np.testing.assert_allclose(w.numpy(), [0.0, 0.0])
+
+
+def test_inplace_op_that_would_be_recorded_is_refused():
+    w = tg.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(tg.BackwardError, match="no_grad"):
+        w += 1.0
+
+
+def test_inplace_op_on_plain_tensors_checks_shape_and_dtype():
+    x = tg.zeros(2)
+    x *= 3.0
+    x += tg.ones(2)
+    np.testing.assert_array_equal(x.numpy(), [1.0, 1.0])
+    with pytest.raises(tg.ShapeError, match=r"\(3,\)"):
+        x += tg.ones(3)
+    with pytest.raises(tg.DTypeError):
+        x += tg.ones(2, dtype="float64")

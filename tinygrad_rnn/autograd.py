@@ -67,7 +67,7 @@ class Function:
     @property
     def needs_input_grad(self) -> tuple[bool, ...]:
         """One flag per positional input: does a gradient need to flow there?"""
-        return tuple(p is not None for p in self.parents)
+        return tuple([p is not None for p in self.parents])  # a list comprehension is faster here
 
     @staticmethod
     def forward(ctx: Function, *args: Any, **attrs: Any) -> Any:
@@ -292,16 +292,14 @@ def _saved_as_tensors(node: Function) -> tuple:
     return tuple(out)
 
 
-def _run_rule(node: Function, g: Any, create_graph: bool) -> tuple:
-    if create_graph:
-        saved = node.saved
-        node.saved = _saved_as_tensors(node)
-        try:
-            grads = type(node).backward(node, g)
-        finally:
-            node.saved = saved
-    else:
-        grads = type(node).backward(node, g)
+def _run_rule(node: Function, g: Any) -> tuple:
+    """Run a backward rule on Tensors (create_graph), so that its ops are recorded."""
+    saved = node.saved
+    node.saved = _saved_as_tensors(node)
+    try:
+        grads = node.backward(node, g)
+    finally:
+        node.saved = saved
     return grads if isinstance(grads, tuple) else (grads,)
 
 
@@ -351,14 +349,22 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
             if id(node) in wanted:
                 results[wanted[id(node)]] = g
             if g is not None:
-                grads = _run_rule(node, g, create_graph)
+                if create_graph:
+                    grads = _run_rule(node, g)
+                else:
+                    grads = node.backward(node, g)
+                    if type(grads) is not tuple:
+                        grads = (grads,)
                 for i, (parent, ig) in enumerate(zip(node.parents, grads)):
                     if ig is None or parent is None:
                         continue
-                    ig = _fit(node, i, parent, ig)
                     if isinstance(parent, Function):
+                        # fast path: the common case needs no reduction and no conversion
+                        if ig.shape != parent.out_shape or ig.dtype != parent.out_dtype or STATE.anomaly:
+                            ig = _fit(node, i, parent, ig)
                         node_grads[parent] = add(node_grads.get(parent), ig, owned)
                     else:  # a leaf tensor
+                        ig = _fit(node, i, parent, ig)
                         key = id(parent)
                         leaves[key] = parent
                         leaf_grads[key] = add(leaf_grads.get(key), ig, owned)

@@ -114,6 +114,16 @@ def xp_for(device: str) -> Any:
     return cp if device == "cuda" else np
 
 
+def synchronize(device: str) -> None:
+    """Wait until the device has finished the work queued on it (a no-op on the CPU).
+
+    GPU kernels run asynchronously: a timer read without this stops when the work is
+    queued, not when it is done.
+    """
+    if device == "cuda" and cp is not None:
+        cp.cuda.get_current_stream().synchronize()
+
+
 def to_device(a: Array, device: str) -> Array:
     """Copy an array to ``device`` (a no-op if it is already there)."""
     if device_of(a) == device:

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import backend
 from .backend import DTypeLike
-from .errors import DTypeError, ShapeError
+from .errors import BackwardError, DTypeError, ShapeError
 
 Scalar = int | float | bool
 Axis = int | Sequence[int] | None
@@ -218,6 +218,45 @@ class Tensor:
     def __rpow__(self, other: Any) -> Tensor:
         return Pow.apply(*_pair(self, other, "pow", reverse=True))
 
+    # in-place arithmetic: allowed only where nothing is recorded (updates under no_grad, plain data)
+    def __iadd__(self, other: Any) -> Tensor:
+        return self._inplace("add", other)
+
+    def __isub__(self, other: Any) -> Tensor:
+        return self._inplace("sub", other)
+
+    def __imul__(self, other: Any) -> Tensor:
+        return self._inplace("mul", other)
+
+    def __itruediv__(self, other: Any) -> Tensor:
+        return self._inplace("div", other)
+
+    def _inplace(self, op: str, other: Any) -> Tensor:
+        """``self.data op= other`` (``w -= lr * w.grad`` under ``no_grad``, as in PyTorch).
+
+        Refused where it would be recorded: the engine saves arrays for backward and an
+        in-place change would silently corrupt the gradient.
+        """
+        if autograd.STATE.grad_enabled and (self.requires_grad or getattr(other, "requires_grad", False)):
+            raise BackwardError(f"in-place {op} on a tensor that takes part in autograd: write x = x {_SYM[op]} y, "
+                                "or update weights inside `with no_grad():`")
+        x, y = _pair(self, other, op)
+        y = y.data if isinstance(y, Tensor) else y
+        if x is not self:  # _pair cast self (an int tensor meeting a float one): the result would not fit
+            raise DTypeError(f"in-place {op}: a {self.dtype} tensor cannot hold the {op} with a {x.dtype} operand")
+        try:
+            if op == "add":
+                self.data += y
+            elif op == "sub":
+                self.data -= y
+            elif op == "mul":
+                self.data *= y
+            else:
+                self.data /= y
+        except ValueError:
+            raise ShapeError(f"in-place {op}: {_shape_of(y)} does not broadcast to {self.shape}") from None
+        return self
+
     def __neg__(self) -> Tensor:
         return Neg.apply(self)
 
@@ -418,6 +457,13 @@ class Tensor:
 
 
 # ---------------------------------------------------------------- helpers
+
+_SYM = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+
+
+def _shape_of(x: Any) -> tuple:
+    return tuple(getattr(x, "shape", ()))
+
 
 def _raw(x: Any) -> Any:
     return x.data if isinstance(x, Tensor) else x

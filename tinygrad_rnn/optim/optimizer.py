@@ -190,12 +190,15 @@ class Optimizer:
             if len(g["params"]) != len(s["params"]):
                 raise StateDictError(f"{name}: parameter group {i} has {len(s['params'])} parameters in the "
                                      f"checkpoint but {len(g['params'])} here")
-        by_index = {k: p for g, s in zip(self.param_groups, saved_groups) for k, p in zip(s["params"], g["params"])}
-        unknown = [k for k in state_dict["state"] if k not in by_index]
+        by_index = {int(k): p for g, s in zip(self.param_groups, saved_groups)
+                    for k, p in zip(s["params"], g["params"])}
+        # int(): a checkpoint that went through JSON has its indices as strings.
+        saved_state = {int(k): v for k, v in state_dict["state"].items()}
+        unknown = [k for k in saved_state if k not in by_index]
         if unknown:
             raise StateDictError(f"{name}: state for parameter indices {unknown} that no group lists")
         new_state: dict[Tensor, dict[str, Any]] = {}
-        for k, saved in state_dict["state"].items():
+        for k, saved in saved_state.items():
             p = by_index[k]
             new_state[p] = {key: _to_param(v, p, key, name) for key, v in saved.items()}
         # Build everything first, then swap in: a failed load leaves the optimizer untouched.
