@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=1)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seq", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=2e-3)
     args = ap.parse_args()
 
     text = open(args.data, encoding="utf-8").read() if args.data else builtin_corpus(300_000).text
@@ -74,7 +75,7 @@ def main() -> None:
 
     gen = tg.Generator(0)
     model = CharLSTM(len(chars), args.hidden, args.layers, gen)
-    opt = optim.Adam(model.parameters(), lr=2e-3)
+    opt = optim.Adam(model.parameters(), lr=args.lr)
     state, start = None, time.perf_counter()
     for step, (x, y) in zip(range(1, args.steps + 1), batches(ids, args.batch, args.seq)):
         logits, state = model(x, state)
