@@ -183,7 +183,20 @@ def _to_numpy(v: Any) -> Any:
     return backend.to_numpy(v)
 
 
-class Sequential(Module):
+class _Sequence(Module):
+    """Indexing, length and iteration over the submodules, in registration order."""
+
+    def __getitem__(self, i: int) -> Module:
+        return list(self._modules.values())[i]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+
+class Sequential(_Sequence):
     """Modules applied in order: ``Sequential(Linear(4, 8), Tanh(), Linear(8, 1))``."""
 
     def __init__(self, *modules: Module) -> None:
@@ -196,17 +209,9 @@ class Sequential(Module):
             x = m(x)
         return x
 
-    def __getitem__(self, i: int) -> Module:
-        return list(self._modules.values())[i]
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self) -> Iterator[Module]:
-        return iter(self._modules.values())
 
 
-class ModuleList(Module):
+class ModuleList(_Sequence):
     """A list of modules whose parameters are registered (``layers.0.weight``, ...)."""
 
     def __init__(self, modules: Iterable[Module] = ()) -> None:
@@ -222,11 +227,3 @@ class ModuleList(Module):
             self.append(m)
         return self
 
-    def __getitem__(self, i: int) -> Module:
-        return list(self._modules.values())[i]
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self) -> Iterator[Module]:
-        return iter(self._modules.values())

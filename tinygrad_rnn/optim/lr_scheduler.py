@@ -21,7 +21,26 @@ from .optimizer import Optimizer
 __all__ = ["LRScheduler", "StepLR", "ExponentialLR", "CosineAnnealingLR", "LambdaLR", "ReduceLROnPlateau"]
 
 
-class LRScheduler:
+class _SchedulerState:
+    """What every scheduler shares: the last lrs, and a state dict of all attributes but the optimizer."""
+
+    optimizer: Any
+    _last_lr: list[float]
+
+    def get_last_lr(self) -> list[float]:
+        """The lrs the last ``step`` set, one per group."""
+        return self._last_lr
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every attribute but the optimizer (copies)."""
+        return {k: copy.deepcopy(v) for k, v in self.__dict__.items() if k != "optimizer"}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the attributes saved by ``state_dict``."""
+        self.__dict__.update(copy.deepcopy(state_dict))
+
+
+class LRScheduler(_SchedulerState):
     """Base class of the epoch-based schedules: ``step()`` advances ``last_epoch`` and sets each group's lr.
 
     Subclasses define ``get_lr()``, the new lr of every group from ``last_epoch`` and the current lrs.
@@ -63,17 +82,6 @@ class LRScheduler:
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
-    def get_last_lr(self) -> list[float]:
-        """The lrs the last ``step`` set, one per group."""
-        return self._last_lr
-
-    def state_dict(self) -> dict[str, Any]:
-        """Every attribute but the optimizer (copies)."""
-        return {k: copy.deepcopy(v) for k, v in self.__dict__.items() if k != "optimizer"}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the attributes saved by ``state_dict``."""
-        self.__dict__.update(copy.deepcopy(state_dict))
 
 
 class StepLR(LRScheduler):
@@ -199,7 +207,7 @@ class LambdaLR(LRScheduler):
                 f.__dict__.update(attrs)
 
 
-class ReduceLROnPlateau:
+class ReduceLROnPlateau(_SchedulerState):
     """Multiply the lr by ``factor`` when a metric has stopped improving for ``patience`` epochs.
 
     Each ``step(metric)``: the metric improves on the best so far when it is below
@@ -292,14 +300,3 @@ class ReduceLROnPlateau:
             if old_lr - new_lr > self.eps:
                 group["lr"] = new_lr
 
-    def get_last_lr(self) -> list[float]:
-        """The groups' lrs after the last ``step``."""
-        return self._last_lr
-
-    def state_dict(self) -> dict[str, Any]:
-        """Every attribute but the optimizer (copies)."""
-        return {k: copy.deepcopy(v) for k, v in self.__dict__.items() if k != "optimizer"}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the attributes saved by ``state_dict``."""
-        self.__dict__.update(copy.deepcopy(state_dict))
