@@ -195,3 +195,12 @@ def test_builtin_sum_over_tensors_adds_values_and_passes_gradients_to_each() -> 
     (total * total).sum().backward()
     for x in xs:
         np.testing.assert_array_equal(x.grad.numpy(), [12.0, -12.0])
+
+
+def test_astype_float64_to_float64_is_identity_and_passes_the_gradient() -> None:
+    x = _leaf([0.5, -1.5])
+    y = x.astype("float64")
+    assert y.dtype == np.float64
+    np.testing.assert_array_equal(y.numpy(), x.numpy())
+    (y * 3.0).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 3.0])

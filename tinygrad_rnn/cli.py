@@ -1,4 +1,4 @@
-"""The ``tinygrad-rnn`` command (also ``python -m tinygrad_rnn``): train, sample, eval.
+"""The ``tinygrad-rnn`` command (also ``python -m tinygrad_rnn``): train, sample, eval, bench.
 
 Bad input ends the command with status 2 and one line on stderr.
 """
@@ -74,6 +74,22 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
     e.add_argument("--data", metavar="PATH", required=True)
     e.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+
+    b = sub.add_parser("bench", help="time a training step on synthetic data (chars/s, ops, memory)",
+                       description="Time char-LM training steps (one-hot V=65 -> recurrent layers -> Linear -> "
+                       "cross-entropy -> Adam) on random ids. Configs: S (H=128, 1 layer, B=32, T=64), "
+                       "M (256, 2, 64, 100), L (512, 2, 64, 100); size options override them, or alone "
+                       "describe one custom config built on S.")
+    b.add_argument("configs", nargs="*", metavar="S|M|L", help="preset configs to run [S]")
+    b.add_argument("--hidden", type=int, help="hidden units per layer")
+    b.add_argument("--layers", type=int, help="stacked recurrent layers")
+    b.add_argument("--batch", type=int, help="parallel streams")
+    b.add_argument("--seq-len", type=int, help="time steps per training step")
+    b.add_argument("--model", choices=["lstm", "gru", "rnn"], default="lstm")
+    b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    b.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    b.add_argument("--steps", type=int, default=10, help="timed steps [10]")
+    b.add_argument("--warmup", type=int, default=2, help="untimed steps first [2]")
     return parser
 
 
@@ -167,9 +183,30 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print(f"{args.data}: {loss:.4f} nats/char, {loss / LN2:.4f} bits/char over {len(ids):,} characters")
 
 
+# ---------------------------------------------------------------- bench
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from .charlm.bench import PRESETS, BenchConfig, bench, format_row, table_header
+
+    unknown = [c for c in args.configs if c.upper() not in PRESETS]
+    if unknown:
+        raise UsageError(f"bench: unknown config {unknown[0]!r}; choose from {', '.join(PRESETS)}")
+    sizes = {"hidden": args.hidden, "layers": args.layers, "batch": args.batch, "seq_len": args.seq_len}
+    custom = not args.configs and any(v is not None for v in sizes.values())
+    configs = [BenchConfig.preset(n, **sizes, model=args.model, device=args.device, dtype=args.dtype,
+                                  steps=args.steps, warmup=args.warmup) for n in (args.configs or ["S"])]
+    if custom:
+        configs[0].name = "custom"
+    for cfg in configs:  # all checked before the first (possibly long) run
+        cfg.validate()
+    print(table_header(args.device, args.dtype), flush=True)
+    for cfg in configs:
+        print(format_row(bench(cfg)), flush=True)
+
+
 # ---------------------------------------------------------------- entry point
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval}
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "bench": cmd_bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -210,7 +210,6 @@ class Sequential(_Sequence):
         return x
 
 
-
 class ModuleList(_Sequence):
     """A list of modules whose parameters are registered (``layers.0.weight``, ...)."""
 
