@@ -377,7 +377,7 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
             if any(id(t) == key for t in targets):
                 results[key] = g
         return results
-    handed: set[int] = set()
+    handed = {id(g) for g in root_grads}  # the caller's arrays: a leaf that gets one as-is copies it
     for key, g in leaf_grads.items():
         _accumulate_leaf(leaves[key], g, create_graph, handed)
     return None
@@ -428,9 +428,9 @@ def _root_grads(outputs: list[Tensor], grad_outputs: list[Any], create_graph: bo
                     "of the same shape (out.backward(grad)), or reduce it first (out.sum().backward())")
             g = backend.full(out.data.shape, 1.0, out.data.dtype, out.device)
         elif isinstance(g, Tensor):
-            g = g if create_graph else backend.owned_copy(g.data)  # never alias the caller's array
+            g = g if create_graph else g.data
         else:
-            g = backend.as_array(g, out.data.dtype, out.device)
+            g = backend.as_array(g, out.data.dtype, out.device, copy=False)
         gshape = tuple(g.shape)
         if gshape != tuple(out.data.shape):
             raise ShapeError(f"backward: gradient of shape {gshape} for an output of shape {tuple(out.shape)}")
