@@ -1,0 +1,79 @@
+"""The training-step benchmark: sane figures, a static graph, the command, and equal work.
+
+The NumPy LSTM written by hand (``demos/numpy_lstm.py``) is a contender of
+``demos/bench_lstm.py``; it is only a fair one if it computes what tinygrad_rnn computes,
+so its gradients and training steps are checked against tinygrad_rnn's in float64.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+
+import numpy as np
+import pytest
+
+from tinygrad_rnn.charlm.bench import BenchConfig, TrainStep, bench, synthetic_batches
+from tinygrad_rnn.cli import main
+
+TINY = {"hidden": 8, "layers": 2, "batch": 3, "seq_len": 5, "steps": 3, "warmup": 1}
+
+
+def _load_numpy_lstm():
+    path = os.path.join(os.path.dirname(__file__), "..", "demos", "numpy_lstm.py")
+    spec = importlib.util.spec_from_file_location("numpy_lstm", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+numpy_lstm = _load_numpy_lstm()
+
+
+@pytest.mark.parametrize("model", ["lstm", "gru", "rnn"])
+def test_bench_reports_positive_figures_and_a_static_graph(model):
+    r = bench(BenchConfig(model=model, **TINY))
+    assert r.chars_per_sec > 0 and r.step_s > 0
+    assert min(r.forward_s, r.backward_s, r.optimizer_s) > 0
+    assert r.ops_per_step > 0 and r.ops_each_step == [r.ops_per_step] * TINY["steps"]  # same tape every step
+    assert r.peak_mb > 0 and r.bytes_per_time_step == pytest.approx(r.peak_mb * 1e6 / TINY["seq_len"])
+    assert all(abs(loss - math.log(65)) < 0.5 for loss in r.losses)  # random ids: about ln V
+
+
+def test_bench_op_count_grows_linearly_with_the_sequence():
+    ops = [bench(BenchConfig(**(TINY | {"seq_len": t, "steps": 1, "warmup": 0}))).ops_per_step for t in (4, 8, 12)]
+    assert ops[2] - ops[1] == ops[1] - ops[0] > 0
+
+
+def test_cli_bench_runs_a_tiny_config(capsys):
+    assert main(["bench", "--hidden", "8", "--layers", "1", "--batch", "2", "--seq-len", "4",
+                 "--steps", "2", "--warmup", "1", "--model", "gru"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "chars/s" in lines[1] and lines[2].split()[:2] == ["custom", "gru"]
+
+
+@pytest.mark.parametrize("argv", [["bench", "XL"], ["bench", "--steps", "0"], ["bench", "--hidden", "0"]])
+def test_cli_bench_rejects_bad_input_with_one_line(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bench" in err
+
+
+def test_numpy_lstm_gradients_match_tinygrad_float64():
+    for name, (ours, theirs) in numpy_lstm.compare_with_tinygrad(T=5, B=3, H=6, layers=2, V=11, seed=1).items():
+        np.testing.assert_allclose(ours, theirs, rtol=1e-8, atol=1e-12, err_msg=name)
+
+
+def test_numpy_lstm_training_steps_match_tinygrad_float64():
+    # Two steps: the second starts from the carried state, after clipping and an Adam update.
+    cfg = BenchConfig(hidden=6, layers=2, batch=3, seq_len=4, dtype="float64")
+    step = TrainStep(cfg)
+    ours = numpy_lstm.NumpyCharLSTM(step.model.state_dict())
+    data = synthetic_batches(cfg)
+    for _ in range(2):
+        x, y = next(data)
+        assert ours.step(x, y.reshape(x.shape)) == pytest.approx(step(x, y), rel=1e-10)
+    theirs = step.model.state_dict()
+    for name, value in ours.state_dict().items():
+        np.testing.assert_allclose(value, theirs[name], rtol=1e-8, atol=1e-12, err_msg=name)
