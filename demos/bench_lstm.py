@@ -34,6 +34,9 @@ from tinygrad_rnn.charlm.bench import GRAD_CLIP, LR, PRESETS, VOCAB, BenchConfig
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from numpy_lstm import NumpyCharLSTM  # noqa: E402  (a sibling script, not a package)
 
+# PyTorch's OpenMP threads spin for a while after each op (the default "active" wait policy);
+# interleaved with NumPy they would steal the cores OpenBLAS runs on and slow the next contender.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 try:
     import torch
 
