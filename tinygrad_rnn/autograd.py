@@ -186,10 +186,57 @@ class SparseGrad:
         return backend.scatter_add(self.shape, self.index, self.values)
 
 
+class OuterGrad:
+    """A sum of products ``a_1^T b_1 + a_2^T b_2 + ... (+ dense)`` kept as its factors.
+
+    This is what a matmul's weight gradient is. A weight used at every time step of an RNN gets
+    one term per step; summing them as they come costs T small (K, B) @ (B, N) products plus T
+    additions of a (K, N) array. Kept as factors, they become ONE (K, T*B) @ (T*B, N) product
+    when the engine reaches the weight's node, which is what BLAS does best.
+    """
+
+    __slots__ = ("a", "b", "dense")
+
+    def __init__(self, a: Any, b: Any) -> None:
+        self.a, self.b, self.dense = [a], [b], None
+
+    @property
+    def shape(self) -> tuple:
+        return (self.a[0].shape[1], self.b[0].shape[1])
+
+    @property
+    def dtype(self) -> Any:
+        return self.b[0].dtype
+
+    def value(self) -> Any:
+        """The dense sum (a fresh array)."""
+        if len(self.a) == 1:
+            out = self.a[0].T @ self.b[0]
+        else:
+            out = backend.concatenate(self.a, 0).T @ backend.concatenate(self.b, 0)
+        if self.dense is not None:
+            out += self.dense
+        return out
+
+
 def _add(prev: Any, g: Any, owned: set[int]) -> Any:
     """``prev + g`` for gradient sums. Buffers the engine allocated itself (``owned``) are
     updated in place; anything a rule returned may be shared (``a + b`` hands both inputs one
-    array), so it is never written to."""
+    array), so it is never written to. OuterGrads collect their factors (summed at the end)."""
+    if type(prev) is OuterGrad:
+        if type(g) is OuterGrad:
+            prev.a += g.a
+            prev.b += g.b
+            return prev
+        if type(g) is not SparseGrad:
+            prev.dense = g if prev.dense is None else prev.dense + g
+            return prev
+        prev = prev.value()
+        owned.add(id(prev))
+    if type(g) is OuterGrad:
+        if prev is not None:
+            g.dense = prev  # read only, never written to
+        return g
     if isinstance(g, SparseGrad):
         if prev is None:
             buf = g.dense()
@@ -317,8 +364,9 @@ def _fit(node: Function, i: int, parent: Any, ig: Any) -> Any:
     if ig.dtype != dtype:
         raise BackwardError(f"{node.name}.backward returned a {ig.dtype} gradient for input {i} "
                             f"of dtype {dtype} (a silent upcast in the rule?)")
-    if STATE.anomaly and not backend.is_finite(ig.data if isinstance(ig, Tensor) else
-                                               ig.values if isinstance(ig, SparseGrad) else ig):
+    if STATE.anomaly and not backend.is_finite(ig.data if isinstance(ig, Tensor) else ig.values if
+                                               isinstance(ig, SparseGrad) else ig.value() if
+                                               isinstance(ig, OuterGrad) else ig):
         raise AnomalyError(f"detect_anomaly: backward of {node.name} (#{node.seq}) produced NaN or Inf "
                            f"in the gradient of input {i} (shape {tuple(shape)})")
     return ig
@@ -344,7 +392,9 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
     prev, STATE.grad_enabled = STATE.grad_enabled, create_graph
     try:
         for node in _collect([n for n in node_grads]):
-            g = node_grads.pop(node, None)  # sums are always dense: _add materialises SparseGrads
+            g = node_grads.pop(node, None)  # SparseGrads are already summed into dense buffers
+            if type(g) is OuterGrad:
+                g = g.value()
             owned.discard(id(g))  # consumed: from now on the array may be shared by the rule's outputs
             if id(node) in wanted:
                 results[wanted[id(node)]] = g
@@ -372,6 +422,9 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
                 node.saved = None  # frees the arrays; a second backward through here raises
     finally:
         STATE.grad_enabled = prev
+    for key, g in leaf_grads.items():
+        if type(g) is OuterGrad:
+            leaf_grads[key] = g.value()
     if targets is not None:
         for key, g in leaf_grads.items():
             if any(id(t) == key for t in targets):

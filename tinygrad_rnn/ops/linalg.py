@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from .. import backend
-from ..autograd import Function
+from ..autograd import Function, OuterGrad
+from ..tensor import Tensor
 
 
 def swap_last(x):
@@ -26,5 +27,13 @@ class MatMul(Function):
         # Z = X @ Y; dX = dZ @ Y^T, dY = X^T @ dZ
         x, y = ctx.saved
         gx = grad @ swap_last(y) if ctx.needs_input_grad[0] else None
-        gy = swap_last(x) @ grad if ctx.needs_input_grad[1] else None
+        gy = weight_grad(x, grad) if ctx.needs_input_grad[1] else None
         return gx, gy
+
+
+def weight_grad(x, grad):
+    """``x^T @ grad``; for 2-D arrays kept as factors (an OuterGrad) that the engine sums with the
+    other uses of the same weight in one product (a recurrent weight is used at every step)."""
+    if x.ndim == 2 and grad.ndim == 2 and not isinstance(grad, Tensor):
+        return OuterGrad(x, grad)
+    return swap_last(x) @ grad
