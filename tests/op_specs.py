@@ -132,6 +132,14 @@ def _matmul_case(draw: Any, a_dims: int, b_dims: int, batch: bool = False) -> Ca
     return (a, b), {}
 
 
+@st.composite
+def _addmm_case(draw: Any) -> Case:
+    """c, a (m, k), b (k, n) with c of a shape that broadcasts to (m, n)."""
+    m, k, n = (draw(st.integers(1, 4)) for _ in range(3))
+    c = draw(st.sampled_from([(m, n), (n,), (1, n), (m, 1), ()]))
+    return (c, (m, k), (k, n)), {}
+
+
 # ---------------------------------------------------------------- references
 
 def _sigmoid(x):
@@ -341,6 +349,7 @@ SPECS: list[OpSpec] = [
            lambda x: _weighted_cat(_pieces(x, -(-x.shape[-1] // 3), -1), -1, np.concatenate), min_dims=1),
     # -- matrix products
     OpSpec("matmul", lambda a, b: a @ b, _matmul, 2, cases=_matmul_case(2, 2)),
+    OpSpec("addmm", lambda c, a, b: tg.addmm(c, a, b), lambda c, a, b: c + _matmul(a, b), 3, cases=_addmm_case()),
     OpSpec("matmul_batched_broadcast", lambda a, b: a @ b, _matmul, 2, cases=_matmul_case(2, 2, batch=True)),
     OpSpec("matmul_vector_matrix", lambda a, b: a @ b, _matmul, 2, cases=_matmul_case(1, 2)),
     OpSpec("matmul_vector_batched", lambda a, b: tg.matmul(a, b), _matmul, 2, cases=_matmul_case(1, 2, batch=True)),

@@ -15,7 +15,7 @@ from .errors import (
     AnomalyError, BackwardError, DeviceError, DTypeError, ShapeError, StateDictError, TinygradRNNError,
 )
 from .functions import (
-    cat, concatenate, exp, log, log_softmax, logsumexp, maximum, minimum, one_hot, relu, sigmoid, softmax,
+    addmm, cat, concatenate, exp, log, log_softmax, logsumexp, maximum, minimum, one_hot, relu, sigmoid, softmax,
     sqrt, stack, tanh, where,
 )
 from .graph import print_graph, to_dot, trace
@@ -25,7 +25,7 @@ from . import nn, optim, testing  # noqa: E402  (subpackages, after the core the
 __version__ = "0.1.0"
 
 __all__ = [
-    "AnomalyError", "BackwardError", "DTypeError", "DeviceError", "Function", "Generator", "ShapeError",
+    "AnomalyError", "BackwardError", "addmm", "DTypeError", "DeviceError", "Function", "Generator", "ShapeError",
     "StateDictError",
     "Tensor", "TinygradRNNError", "arange", "backward", "bool_", "cat", "concatenate", "cuda_available",
     "detect_anomaly", "enable_grad", "exp", "float16", "float32", "float64", "full", "get_default_dtype",

@@ -328,7 +328,8 @@ def stack(arrays: list, axis: int) -> Array:
 def sigmoid(a: Array) -> Array:
     """Logistic function, stable for large |a|: 0.5 * (1 + tanh(a / 2))."""
     xp = get_xp(a)
-    out = xp.tanh(a * 0.5)
+    out = xp.multiply(a, 0.5, out=xp.empty_like(a))  # one new array (also for 0-d); later passes write into it
+    xp.tanh(out, out=out)
     out *= 0.5
     out += 0.5
     return out

@@ -8,6 +8,7 @@ from typing import Any
 from . import backend
 from .errors import DTypeError, ShapeError
 from .ops.elementwise import Maximum, Minimum, Where
+from .ops.linalg import Addmm
 from .ops.shape import Cat, Stack
 from .tensor import Tensor, _as_tensor, _axis, _pair
 
@@ -59,6 +60,33 @@ def maximum(x: Tensor, y: Any) -> Tensor:
 def minimum(x: Tensor, y: Any) -> Tensor:
     """Elementwise minimum (ties split the gradient)."""
     return Minimum.apply(*_pair(_as_tensor(x, y) if not isinstance(x, Tensor) else x, y, "minimum"))
+
+
+def addmm(c: Any, a: Tensor, b: Tensor) -> Tensor:
+    """``c + a @ b`` in one op, for 2-D ``a`` (n, k) and ``b`` (k, m); ``c`` broadcasts to (n, m).
+
+    >>> import tinygrad_rnn as tg
+    >>> tg.addmm(tg.ones(2), tg.ones(1, 3), tg.ones(3, 2)).tolist()
+    [[4.0, 4.0]]
+    """
+    if a.ndim != 2 or b.ndim != 2:
+        raise ShapeError(f"addmm: a and b must be 2-D, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.shape[1] != b.shape[0]:
+        raise ShapeError(f"addmm: {tuple(a.shape)} @ {tuple(b.shape)}: inner dimensions {a.shape[1]} and "
+                         f"{b.shape[0]} differ")
+    if a.dtype != b.dtype:
+        raise DTypeError(f"addmm: a and b have dtypes {a.dtype} and {b.dtype}; cast one first")
+    out_shape = (a.shape[0], b.shape[1])
+    c_shape = tuple(getattr(c, "shape", ()))
+    try:
+        fits = backend.broadcast_shapes(c_shape, out_shape) == out_shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ShapeError(f"addmm: c of shape {c_shape} does not broadcast to the product's shape {out_shape}")
+    if isinstance(c, Tensor) and c.dtype != a.dtype:
+        raise DTypeError(f"addmm: c has dtype {c.dtype}, the product {a.dtype}; cast one first")
+    return Addmm.apply(c, a, b)
 
 
 def one_hot(index: Tensor, num_classes: int, dtype: Any = None) -> Tensor:

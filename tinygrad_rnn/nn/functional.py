@@ -22,6 +22,7 @@ from ..backend import DTypeLike, Generator
 from ..errors import DTypeError, ShapeError
 from ..functions import stack, where
 from ..functions import one_hot as _one_hot
+from ..ops.linalg import Addmm
 from ..tensor import Tensor
 
 __all__ = [
@@ -101,9 +102,12 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     # One 2-D matrix product for any number of leading axes: a batched matmul would broadcast
     # the weight and then have to sum its gradient over the batch.
     x2 = x.reshape(-1, x.shape[-1]) if x.ndim > 2 else x
-    y = x2 @ weight.T
-    if bias is not None:
-        y = y + bias
+    if bias is not None and x2.ndim == 2:
+        y = Addmm.apply(bias, x2, weight.T)  # bias + x W^T in one op
+    else:
+        y = x2 @ weight.T
+        if bias is not None:
+            y = y + bias
     return y.reshape(lead + (weight.shape[0],)) if x.ndim > 2 else y
 
 

@@ -13,15 +13,16 @@ per step is what sets the speed of small and medium models:
   caller computes them for all steps at once (``input_projection``: one matmul for the
   whole sequence, biases folded in) and a step only picks its (B, G*H) row block out of
   that: a view whose backward the engine adds into one buffer (a ``SparseGrad``).
-* ONE matmul per step, ``h @ W_hh^T``, gives the recurrent part of all gates; the gate
-  nonlinearities run on slices of that one (B, G*H) array. LSTM takes one sigmoid over all
+* ONE matmul per step, ``h @ W_hh^T``, gives the recurrent part of all gates (for RNN and
+  LSTM as ``addmm(xw_t, h, W_hh^T)``: the step's input projection is added into the product
+  in the same op); the gate nonlinearities run on slices of that one (B, G*H) array. LSTM takes one sigmoid over all
   4H columns (the g block's is computed and ignored: one op instead of three).
-* The loops apply ops directly (``GetItem.apply(s, index=...)``, ``MatMul.apply``) rather
+* The loops apply ops directly (``GetItem.apply(s, index=...)``, ``Addmm.apply``) rather
   than through ``s[...]`` and ``@``: those normalise and check arguments that are fixed
   and already checked, which costs about as much as a small op.
 
-Forward ops per step: RNN 4 (pick, matmul, add, tanh|relu); LSTM 14 (pick, matmul, add,
-sigmoid, 4 slices, tanh(g), 3 for c', 2 for h'); GRU 15 (pick, matmul, + b_hh, add,
+Forward ops per step: RNN 3 (pick, addmm, tanh|relu); LSTM 13 (pick, addmm, sigmoid,
+4 slices, tanh(g), 3 for c', 2 for h'); GRU 15 (pick, matmul, + b_hh, add,
 sigmoid, 2 slices for r and z, 5 for n, 3 for h'; 14 without biases). The backward pass
 runs one rule per op.
 """
@@ -35,7 +36,7 @@ from typing import Any
 from .. import backend
 from ..backend import DTypeLike, Generator
 from ..errors import DeviceError, DTypeError, ShapeError
-from ..ops.linalg import MatMul
+from ..ops.linalg import Addmm, MatMul
 from ..ops.shape import GetItem
 from ..tensor import Tensor
 from .init import uniform_
@@ -58,9 +59,8 @@ def _cols(start: int, stop: int) -> tuple[slice, slice]:
 def input_projection(x: Tensor, w_ih: Tensor, b: Tensor | None) -> list[Tensor]:
     """``W_ih x_t + b`` for every step of x (T, B, I), in ONE matmul: a list of T (B, G*H) views."""
     T, B = x.shape[0], x.shape[1]
-    xw = x.reshape(T * B, x.shape[2]) @ w_ih.T
-    if b is not None:
-        xw = xw + b
+    x2 = x.reshape(T * B, x.shape[2])
+    xw = x2 @ w_ih.T if b is None else Addmm.apply(b, x2, w_ih.T)  # b + x W_ih^T in one op
     xw = xw.reshape(T, B, w_ih.shape[0])
     return [GetItem.apply(xw, index=t) for t in range(T)]
 
@@ -69,10 +69,10 @@ def lstm_steps(xw: Sequence[Tensor], h: Tensor, c: Tensor, whh_t: Tensor, order:
                hs: int) -> tuple[list[Tensor], Tensor, Tensor]:
     """LSTM steps; ``whh_t`` is ``W_hh^T`` (H, 4H). Returns (outputs by time, last h, last c)."""
     i_, f_, g_, o_ = _cols(0, hs), _cols(hs, 2 * hs), _cols(2 * hs, 3 * hs), _cols(3 * hs, 4 * hs)
-    pick, mm = GetItem.apply, MatMul.apply
+    pick, addmm = GetItem.apply, Addmm.apply
     outs: list[Any] = [None] * len(xw)
     for t in order:
-        a = xw[t] + mm(h, whh_t)  # (B, 4H) pre-activations, gates i | f | g | o
+        a = addmm(xw[t], h, whh_t)  # (B, 4H) pre-activations x W_ih^T + b + h W_hh^T: i | f | g | o
         s = a.sigmoid()  # all four blocks at once; the g block's sigmoid is not used
         c = pick(s, index=f_) * c + pick(s, index=i_) * pick(a, index=g_).tanh()  # c' = f * c + i * g
         h = pick(s, index=o_) * c.tanh()  # h' = o * tanh(c')
@@ -102,10 +102,10 @@ def gru_steps(xw: Sequence[Tensor], h: Tensor, whh_t: Tensor, b_hh: Tensor | Non
 def rnn_steps(xw: Sequence[Tensor], h: Tensor, whh_t: Tensor, order: range,
               relu: bool) -> tuple[list[Tensor], Tensor]:
     """Elman RNN steps; ``whh_t`` is ``W_hh^T`` (H, H). Returns (outputs by time, last h)."""
-    mm = MatMul.apply
+    addmm = Addmm.apply
     outs: list[Any] = [None] * len(xw)
     for t in order:
-        a = xw[t] + mm(h, whh_t)
+        a = addmm(xw[t], h, whh_t)
         h = a.relu() if relu else a.tanh()
         outs[t] = h
     return outs, h

@@ -4,12 +4,12 @@ from .convert import Cast, ToDevice
 from .elementwise import (
     Abs, Add, Clip, Div, Exp, Log, Maximum, Minimum, Mul, Neg, Pow, Relu, Sigmoid, Sqrt, Sub, Tanh, Where,
 )
-from .linalg import MatMul
+from .linalg import Addmm, MatMul
 from .reduce import LogSoftmax, LogSumExp, Max, Min, Softmax, Sum
 from .shape import Cat, Expand, GetItem, IndexAdd, Reshape, Stack, SumTo, Transpose
 
 __all__ = [
-    "Abs", "Add", "Cast", "Cat", "Clip", "Div", "Exp", "Expand", "GetItem", "IndexAdd", "Log", "LogSoftmax",
+    "Abs", "Add", "Addmm", "Cast", "Cat", "Clip", "Div", "Exp", "Expand", "GetItem", "IndexAdd", "Log", "LogSoftmax",
     "LogSumExp", "MatMul", "Max", "Maximum", "Min", "Minimum", "Mul", "Neg", "Pow", "Relu", "Reshape",
     "Sigmoid", "Softmax", "Sqrt", "Stack", "Sub", "Sum", "SumTo", "Tanh", "ToDevice", "Transpose", "Where",
 ]

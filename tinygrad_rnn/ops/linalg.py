@@ -37,3 +37,27 @@ def weight_grad(x, grad):
     if x.ndim == 2 and grad.ndim == 2 and not isinstance(grad, Tensor):
         return OuterGrad(x, grad)
     return swap_last(x) @ grad
+
+
+class Addmm(Function):
+    """``c + a @ b`` for 2-D ``a``, ``b`` (``c`` broadcasts): PyTorch's addmm.
+
+    One op instead of two: the sum is added into the product's fresh output in place, saving
+    an array and a pass over it (a Linear layer's bias, an RNN step's input projection).
+    """
+
+    broadcasting = True
+
+    @staticmethod
+    def forward(ctx, c, a, b):
+        ctx.save_for_backward(a, b)
+        out = backend.matmul(a, b)
+        out += c
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        # z = c + A @ B; dc = dz (summed over broadcast axes by the engine), dA = dz @ B^T, dB = A^T @ dz
+        a, b = ctx.saved
+        gc, ga, gb = ctx.needs_input_grad
+        return (grad if gc else None), (grad @ swap_last(b) if ga else None), (weight_grad(a, grad) if gb else None)
