@@ -8,6 +8,7 @@ Profiles: ``ci`` (default; derandomized, bounded, no deadline: never flaky) and
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -42,5 +43,7 @@ def _reset_global_state():
     """Each test starts in float32 with gradients enabled and a seeded generator."""
     tg.set_default_dtype("float32")
     tg.manual_seed(0)
+    if "torch" in sys.modules:  # PyTorch's own random initialisations, when a test builds its layers
+        sys.modules["torch"].manual_seed(0)
     yield
     tg.set_default_dtype("float32")

@@ -349,6 +349,7 @@ SPECS: list[OpSpec] = [
            lambda x: _weighted_cat(_pieces(x, -(-x.shape[-1] // 3), -1), -1, np.concatenate), min_dims=1),
     # -- matrix products
     OpSpec("matmul", lambda a, b: a @ b, _matmul, 2, cases=_matmul_case(2, 2)),
+    OpSpec("contiguous_of_transpose", lambda a: a.T.contiguous(), lambda a: a.T, 1),
     OpSpec("addmm", lambda c, a, b: tg.addmm(c, a, b), lambda c, a, b: c + _matmul(a, b), 3, cases=_addmm_case()),
     OpSpec("matmul_batched_broadcast", lambda a, b: a @ b, _matmul, 2, cases=_matmul_case(2, 2, batch=True)),
     OpSpec("matmul_vector_matrix", lambda a, b: a @ b, _matmul, 2, cases=_matmul_case(1, 2)),

@@ -213,6 +213,11 @@ def arange(start: float, stop: float | None, step: float, dtype: np.dtype | None
     return xp.arange(start, stop, step, dtype=dtype) if stop is not None else xp.arange(start, dtype=dtype)
 
 
+def ascontiguousarray(a: Array) -> Array:
+    """``a`` in row-major order: itself if it already is, else a copy (0-d stays 0-d)."""
+    return a if a.flags.c_contiguous else a.copy(order="C")
+
+
 def owned_copy(a: Array) -> Array:
     """A fresh, writable, contiguous copy (of an array, a broadcast view or a NumPy scalar)."""
     return get_xp(a).array(a, copy=True)

@@ -390,6 +390,10 @@ class Tensor:
 
     view = reshape
 
+    def contiguous(self) -> Tensor:
+        """The same values in row-major memory (a copy only if this is a strided view, e.g. a transpose)."""
+        return Contiguous.apply(self)
+
     def flatten(self) -> Tensor:
         return self.reshape(-1)
 
@@ -562,4 +566,4 @@ from .ops.elementwise import (  # noqa: E402
 )
 from .ops.linalg import MatMul  # noqa: E402
 from .ops.reduce import LogSoftmax, LogSumExp, Max, Min, Softmax, Sum  # noqa: E402
-from .ops.shape import Expand, GetItem, Reshape, SumTo, Transpose  # noqa: E402
+from .ops.shape import Contiguous, Expand, GetItem, Reshape, SumTo, Transpose  # noqa: E402

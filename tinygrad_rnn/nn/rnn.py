@@ -24,6 +24,7 @@ from .. import backend
 from ..backend import DTypeLike, Generator
 from ..errors import ShapeError
 from ..functions import cat, stack
+from ..ops.shape import Contiguous
 from ..tensor import Tensor
 from . import functional as F
 from .module import Module, Parameter
@@ -182,13 +183,14 @@ class _RNNBase(Module):
     def _run(self, x: Tensor, state: list[Tensor], w_ih: Tensor, w_hh: Tensor, b: list[Tensor],
              order: range) -> tuple:
         """One layer in one direction over x (T, B, I): (per-step outputs, final h[, final c])."""
+        whh_t = Contiguous.apply(w_hh.T)  # used at every step: BLAS is faster on a row-major copy
         if self.mode == "GRU":
             xw = input_projection(x, w_ih, b[0] if b else None)
-            return gru_steps(xw, state[0], w_hh.T, b[1] if b else None, order, self.hidden_size)
+            return gru_steps(xw, state[0], whh_t, b[1] if b else None, order, self.hidden_size)
         xw = input_projection(x, w_ih, b[0] + b[1] if b else None)  # both biases simply add: folded
         if self.mode == "LSTM":
-            return lstm_steps(xw, state[0], state[1], w_hh.T, order, self.hidden_size)
-        return rnn_steps(xw, state[0], w_hh.T, order, self.mode == "RNN_RELU")
+            return lstm_steps(xw, state[0], state[1], whh_t, order, self.hidden_size)
+        return rnn_steps(xw, state[0], whh_t, order, self.mode == "RNN_RELU")
 
 
 class RNN(_RNNBase):

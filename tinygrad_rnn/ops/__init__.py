@@ -6,10 +6,13 @@ from .elementwise import (
 )
 from .linalg import Addmm, MatMul
 from .reduce import LogSoftmax, LogSumExp, Max, Min, Softmax, Sum
-from .shape import Cat, Expand, GetItem, IndexAdd, Reshape, Stack, SumTo, Transpose
+from .shape import (
+    Cat, Contiguous, Expand, GetItem, IndexAdd, Reshape, Stack, SumTo, Transpose,
+)
 
 __all__ = [
-    "Abs", "Add", "Addmm", "Cast", "Cat", "Clip", "Div", "Exp", "Expand", "GetItem", "IndexAdd", "Log", "LogSoftmax",
-    "LogSumExp", "MatMul", "Max", "Maximum", "Min", "Minimum", "Mul", "Neg", "Pow", "Relu", "Reshape",
-    "Sigmoid", "Softmax", "Sqrt", "Stack", "Sub", "Sum", "SumTo", "Tanh", "ToDevice", "Transpose", "Where",
+    "Abs", "Add", "Addmm", "Cast", "Cat", "Clip", "Contiguous", "Div", "Exp", "Expand", "GetItem", "IndexAdd",
+    "Log", "LogSoftmax", "LogSumExp", "MatMul", "Max", "Maximum", "Min", "Minimum", "Mul", "Neg", "Pow",
+    "Relu", "Reshape", "Sigmoid", "Softmax", "Sqrt", "Stack", "Sub", "Sum", "SumTo", "Tanh", "ToDevice",
+    "Transpose", "Where",
 ]

@@ -158,3 +158,20 @@ class Stack(Function):
         # y = stack(x_1, ..., x_n); dx_i = dy[..., i, ...] along the new axis
         lead = (slice(None),) * ctx.axis
         return tuple(grad[lead + (i,)] for i in range(ctx.n))
+
+
+class Contiguous(Function):
+    """The same values in C order (a copy only when the input is a strided view, e.g. a transpose).
+
+    BLAS multiplies by a row-major matrix faster than by a transposed view of one, so a weight
+    used at every step of a loop is worth one copy before the loop.
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        return backend.ascontiguousarray(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        # y = x (another memory layout); dy/dx = 1
+        return grad
