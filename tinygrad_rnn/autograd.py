@@ -295,14 +295,14 @@ def detect_anomaly() -> Iterator[None]:
 
 def _collect(roots: Sequence[Function]) -> list[Function]:
     """Nodes reachable from ``roots``, in decreasing tape order (explicit stack, no recursion)."""
-    seen: set[int] = set()
+    seen: set[Function] = set()
     nodes = []
     stack = list(roots)
     while stack:
         node = stack.pop()
-        if id(node) in seen:
+        if node in seen:
             continue
-        seen.add(id(node))
+        seen.add(node)
         if node.saved is None:
             raise BackwardError(
                 f"backward through {node.name} (#{node.seq}) a second time: its saved arrays were "
@@ -395,8 +395,9 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
             g = node_grads.pop(node, None)  # SparseGrads are already summed into dense buffers
             if type(g) is OuterGrad:
                 g = g.value()
-            owned.discard(id(g))  # consumed: from now on the array may be shared by the rule's outputs
-            if id(node) in wanted:
+            if owned:
+                owned.discard(id(g))  # consumed: from now on the array may be shared by the rule's outputs
+            if wanted and id(node) in wanted:
                 results[wanted[id(node)]] = g
             if g is not None:
                 if create_graph:
@@ -425,7 +426,7 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
     for key, g in leaf_grads.items():
         if type(g) is OuterGrad:
             leaf_grads[key] = g.value()
-    if targets is not None:
+    if targets is not None:  # grad(): return the gradients, leave every .grad alone
         for key, g in leaf_grads.items():
             if any(id(t) == key for t in targets):
                 results[key] = g
