@@ -194,3 +194,16 @@ def test_python_dash_m_runs_the_command():
     result = subprocess.run([sys.executable, "-m", "tinygrad_rnn", "train", "--help"], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0 and "--max-steps" in result.stdout
+
+
+SHAKESPEARE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "tinyshakespeare.txt")
+
+
+@pytest.mark.skipif(not os.path.isfile(SHAKESPEARE), reason="tiny-shakespeare is not next to the project")
+def test_tiny_shakespeare_trains_with_its_65_character_vocabulary(tmp_path):
+    out = str(tmp_path / "run")
+    assert main(["train", "--data", SHAKESPEARE, "--max-steps", "3", "--eval-every", "3", "--out", out]
+                + SMALL) == 0
+    with open(os.path.join(out, "config.json"), encoding="utf-8") as fh:
+        assert json.load(fh)["vocab_size"] == 65
+    assert read_metrics(out)[-1]["val_loss"] < math.log(65) + 0.1
