@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import backend
 from .errors import AnomalyError, BackwardError, DeviceError, DTypeError, ShapeError
+from .gradsum import OuterGrad, SparseGrad, add_grads, add_grad_tensors
 
 if TYPE_CHECKING:
     from .tensor import Tensor
@@ -160,99 +161,6 @@ def _diagnose(cls: type, args: Sequence[Any], exc: Exception) -> Exception:
     if isinstance(exc, ValueError) and "broadcast" in str(exc):
         return ShapeError(f"{name}: shapes {_shapes(args)} cannot be broadcast together")
     return type(exc)(f"{name} (input shapes {_shapes(args)}): {exc}")
-
-
-class SparseGrad:
-    """A gradient that is zero except for ``values`` at ``index`` (what indexing's backward gives).
-
-    The engine never materialises it alone: it adds it into the one dense buffer it keeps per
-    input, so slicing a (T, B, N) tensor into T steps costs O(T B N) in backward, not O(T^2 B N).
-    """
-
-    __slots__ = ("shape", "index", "values")
-
-    def __init__(self, shape: tuple, index: Any, values: Any) -> None:
-        self.shape, self.index, self.values = tuple(shape), index, values
-
-    @property
-    def dtype(self) -> Any:
-        return self.values.dtype
-
-    def add_into(self, buf: Any) -> Any:
-        backend.index_add_(buf, self.index, self.values)
-        return buf
-
-    def dense(self) -> Any:
-        return backend.scatter_add(self.shape, self.index, self.values)
-
-
-class OuterGrad:
-    """A sum of products ``a_1^T b_1 + a_2^T b_2 + ... (+ dense)`` kept as its factors.
-
-    This is what a matmul's weight gradient is. A weight used at every time step of an RNN gets
-    one term per step; summing them as they come costs T small (K, B) @ (B, N) products plus T
-    additions of a (K, N) array. Kept as factors, they become ONE (K, T*B) @ (T*B, N) product
-    when the engine reaches the weight's node, which is what BLAS does best.
-    """
-
-    __slots__ = ("a", "b", "dense")
-
-    def __init__(self, a: Any, b: Any) -> None:
-        self.a, self.b, self.dense = [a], [b], None
-
-    @property
-    def shape(self) -> tuple:
-        return (self.a[0].shape[1], self.b[0].shape[1])
-
-    @property
-    def dtype(self) -> Any:
-        return self.b[0].dtype
-
-    def value(self) -> Any:
-        """The dense sum (a fresh array)."""
-        if len(self.a) == 1:
-            out = self.a[0].T @ self.b[0]
-        else:
-            out = backend.concatenate(self.a, 0).T @ backend.concatenate(self.b, 0)
-        if self.dense is not None:
-            out += self.dense
-        return out
-
-
-def _add(prev: Any, g: Any, owned: set[int]) -> Any:
-    """``prev + g`` for gradient sums. Buffers the engine allocated itself (``owned``) are
-    updated in place; anything a rule returned may be shared (``a + b`` hands both inputs one
-    array), so it is never written to. OuterGrads collect their factors (summed at the end)."""
-    if type(prev) is OuterGrad:
-        if type(g) is OuterGrad:
-            prev.a += g.a
-            prev.b += g.b
-            return prev
-        if type(g) is not SparseGrad:
-            prev.dense = g if prev.dense is None else prev.dense + g
-            return prev
-        prev = prev.value()
-        owned.add(id(prev))
-    if type(g) is OuterGrad:
-        if prev is not None:
-            g.dense = prev  # read only, never written to
-        return g
-    if isinstance(g, SparseGrad):
-        if prev is None:
-            buf = g.dense()
-        elif id(prev) in owned:
-            return g.add_into(prev)
-        else:
-            buf = g.add_into(backend.owned_copy(prev))
-    elif prev is None:
-        return g
-    elif id(prev) in owned:
-        prev += g
-        return prev
-    else:
-        buf = prev + g
-    owned.add(id(buf))
-    return buf
 
 
 # ---------------------------------------------------------------- grad mode
@@ -388,7 +296,7 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
     wanted = {id(t.node): id(t) for t in targets if t.node is not None} if targets is not None else {}
     results: dict[int, Any] = {}
     owned: set[int] = set()  # ids of the sum buffers the engine allocated (safe to add into in place)
-    add = _add if not create_graph else _add_tensors
+    add = add_grads if not create_graph else add_grad_tensors
     prev, STATE.grad_enabled = STATE.grad_enabled, create_graph
     try:
         for node in _collect([n for n in node_grads]):
@@ -435,11 +343,6 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
     for key, g in leaf_grads.items():
         _accumulate_leaf(leaves[key], g, create_graph, handed)
     return None
-
-
-def _add_tensors(prev: Any, g: Any, owned: set[int]) -> Any:
-    """create_graph mode: gradients are Tensors and every sum is a recorded op."""
-    return g if prev is None else prev + g
 
 
 def _accumulate_leaf(leaf: Tensor, g: Any, create_graph: bool, handed: set[int]) -> None:

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from .. import backend
-from ..autograd import Function, OuterGrad
+from ..autograd import Function
+from ..gradsum import OuterGrad
 from ..tensor import Tensor
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from .. import backend
-from ..autograd import Function, SparseGrad
+from ..autograd import Function
+from ..gradsum import SparseGrad
 from ..errors import ShapeError
 from ..tensor import Tensor
 
