@@ -150,7 +150,9 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator: Generat
     if p == 1.0:
         return x * 0.0
     gen = generator if generator is not None else backend.default_generator(x.device)
-    keep = gen.bernoulli(x.shape, 1.0 - p)
+    # A layer built with a CPU generator and moved to the GPU keeps drawing from it (its state is
+    # what a checkpoint saves); the mask then crosses to the tensor's device.
+    keep = backend.to_device(gen.bernoulli(x.shape, 1.0 - p), x.device)
     scale = keep.astype(x.dtype)
     scale *= 1.0 / (1.0 - p)  # inverted dropout: no rescaling is needed at evaluation time
     return x * Tensor(scale)
