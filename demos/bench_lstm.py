@@ -20,6 +20,7 @@ do the same work.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import sys
@@ -84,6 +85,8 @@ def numpy_step(weights: dict[str, np.ndarray]) -> Step:
 def contenders(cfg: BenchConfig) -> dict[str, Step]:
     steps: dict[str, Step] = {}
     steps["tinygrad_rnn"], weights = tinygrad_step(cfg)
+    if cfg.model == "lstm":  # the same model with the fused cell op (ops/fused.py), reported beside it
+        steps["tinygrad_rnn fused"], _ = tinygrad_step(dataclasses.replace(cfg, fused=True))
     if torch is not None:
         steps["PyTorch"] = torch_step(cfg, weights)
     if cfg.model == "lstm":

@@ -77,3 +77,14 @@ def test_numpy_lstm_training_steps_match_tinygrad_float64():
     theirs = step.model.state_dict()
     for name, value in ours.state_dict().items():
         np.testing.assert_allclose(value, theirs[name], rtol=1e-8, atol=1e-12, err_msg=name)
+
+
+def test_bench_both_reports_the_composed_and_the_fused_lstm(capsys):
+    from tinygrad_rnn.cli import main
+
+    argv = ["bench", "--hidden", "8", "--layers", "1", "--batch", "2", "--seq-len", "3", "--steps", "1",
+            "--warmup", "0", "--both"]
+    assert main(argv) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("custom")]
+    assert [row.split()[1] for row in rows] == ["lstm", "lstm+f"]
+    assert int(rows[1].split()[11]) < int(rows[0].split()[11])  # fewer ops recorded per step

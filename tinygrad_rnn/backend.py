@@ -302,6 +302,11 @@ def sign(a: Array) -> Array:
     return get_xp(a).sign(a)
 
 
+def multiply(a: Array, b: Any, out: Array) -> Array:
+    """``a * b`` written into ``out`` (no new array)."""
+    return get_xp(out).multiply(a, b, out=out)
+
+
 def maximum(a: Array, b: Any) -> Array:
     return get_xp(a).maximum(a, b)
 

@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     b.add_argument("--steps", type=int, default=10, help="timed steps [10]")
     b.add_argument("--warmup", type=int, default=2, help="untimed steps first [2]")
+    b.add_argument("--both", action="store_true", help="LSTM: also time the fused cell op (a row 'lstm+f')")
     return parser
 
 
@@ -194,9 +195,11 @@ def cmd_bench(args: argparse.Namespace) -> None:
     sizes = {"hidden": args.hidden, "layers": args.layers, "batch": args.batch, "seq_len": args.seq_len}
     custom = not args.configs and any(v is not None for v in sizes.values())
     configs = [BenchConfig.preset(n, **sizes, model=args.model, device=args.device, dtype=args.dtype,
-                                  steps=args.steps, warmup=args.warmup) for n in (args.configs or ["S"])]
+                                  steps=args.steps, warmup=args.warmup, fused=fused)
+               for n in (args.configs or ["S"]) for fused in ([False, True] if args.both else [False])]
     if custom:
-        configs[0].name = "custom"
+        for cfg in configs:
+            cfg.name = "custom"
     for cfg in configs:  # all checked before the first (possibly long) run
         cfg.validate()
     print(table_header(args.device, args.dtype), flush=True)

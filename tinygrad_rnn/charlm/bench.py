@@ -54,6 +54,7 @@ class BenchConfig:
     steps: int = 10
     warmup: int = 2
     seed: int = 0
+    fused: bool = False  # LSTM: the fused cell op instead of the composed cell
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> BenchConfig:
@@ -74,6 +75,8 @@ class BenchConfig:
                 raise ValueError(f"bench: --{field.replace('_', '-')} must be >= 1")
         if self.warmup < 0:
             raise ValueError("bench: --warmup must be >= 0")
+        if self.fused and self.model != "lstm":
+            raise ValueError("bench: --fused exists for --model lstm only")
         if self.model not in KINDS:
             raise ValueError(f"bench: --model {self.model!r}: choose one of {', '.join(KINDS)}")
         if self.dtype not in ("float32", "float64"):
@@ -108,7 +111,8 @@ class TrainStep:
     def __init__(self, cfg: BenchConfig) -> None:
         self.cfg = cfg
         # Initialised on the CPU and then moved, as the trainer does: same weights on every device.
-        self.model = CharRNN(VOCAB, cfg.hidden, cfg.layers, cfg.model, dtype=cfg.dtype, generator=Generator(cfg.seed))
+        self.model = CharRNN(VOCAB, cfg.hidden, cfg.layers, cfg.model, dtype=cfg.dtype,
+                             generator=Generator(cfg.seed), fused=cfg.fused)
         self.model.to(cfg.device)
         self.params = list(self.model.parameters())
         self.optimizer = Adam(self.params, lr=LR)
@@ -182,7 +186,7 @@ def bench(cfg: BenchConfig) -> BenchResult:
 
 # ---------------------------------------------------------------- a table for the command line
 
-_COLUMNS = f"{'config':<7}{'model':<6}{'H':>5}{'L':>3}{'B':>5}{'T':>5}{'chars/s':>10}{'step ms':>10}" \
+_COLUMNS = f"{'config':<7}{'model':<8}{'H':>5}{'L':>3}{'B':>5}{'T':>5}{'chars/s':>10}{'step ms':>10}" \
            f"{'fwd ms':>9}{'bwd ms':>9}{'opt ms':>8}{'ops/step':>10}{'peak MB':>9}{'KB/t':>8}"
 
 
@@ -194,6 +198,7 @@ def format_row(r: BenchResult) -> str:
     """One table line; memory columns show '-' where host memory says nothing (the GPU)."""
     c = r.config
     mem = f"{r.peak_mb:>9.1f}{r.bytes_per_time_step / 1e3:>8.0f}" if r.peak_mb is not None else f"{'-':>9}{'-':>8}"
-    return (f"{c.name:<7}{c.model:<6}{c.hidden:>5}{c.layers:>3}{c.batch:>5}{c.seq_len:>5}{r.chars_per_sec:>10,.0f}"
+    model = c.model + ("+f" if c.fused else "")
+    return (f"{c.name:<7}{model:<8}{c.hidden:>5}{c.layers:>3}{c.batch:>5}{c.seq_len:>5}{r.chars_per_sec:>10,.0f}"
             f"{r.step_s * 1e3:>10.1f}{r.forward_s * 1e3:>9.1f}{r.backward_s * 1e3:>9.1f}{r.optimizer_s * 1e3:>8.1f}"
             f"{r.ops_per_step:>10}" + mem)

@@ -27,6 +27,7 @@ class CharRNN(Module):
         num_layers: stacked recurrent layers.
         kind: ``"lstm"``, ``"gru"`` or ``"rnn"`` (tanh).
         dropout: between recurrent layers, in training mode only.
+        fused: LSTM only: the cell's elementwise part as one first-order op (faster).
 
     Shapes: ids (T, B) integer; logits (T, B, V); state as the recurrent layer's
     (``(h, c)`` with h, c (num_layers, B, H) for an LSTM, h otherwise).
@@ -34,13 +35,14 @@ class CharRNN(Module):
 
     def __init__(self, vocab_size: int, hidden_size: int, num_layers: int, kind: str = "lstm",
                  dropout: float = 0.0, dtype: Any = None, device: str = "cpu",
-                 generator: Generator | None = None) -> None:
+                 generator: Generator | None = None, fused: bool = False) -> None:
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"--model {kind!r}: choose one of {', '.join(KINDS)}")
         self.vocab_size, self.kind = vocab_size, kind
+        extra = {"fused": True} if fused else {}  # the fused cell exists for LSTM only
         self.rnn = KINDS[kind](vocab_size, hidden_size, num_layers, dropout=dropout, dtype=dtype, device=device,
-                               generator=generator)
+                               generator=generator, **extra)
         self.head = Linear(hidden_size, vocab_size, dtype=dtype, device=device, generator=generator)
 
     def forward(self, ids: Tensor, state: Any = None) -> tuple[Tensor, Any]:

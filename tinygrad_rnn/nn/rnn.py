@@ -45,7 +45,8 @@ class _RNNBase(Module):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, *,
-                 dtype: DTypeLike | None = None, device: str = "cpu", generator: Generator | None = None) -> None:
+                 dtype: DTypeLike | None = None, device: str = "cpu", generator: Generator | None = None,
+                 fused: bool = False) -> None:
         super().__init__()
         cls = type(self).__name__
         check_sizes(cls, input_size, hidden_size)
@@ -61,6 +62,9 @@ class _RNNBase(Module):
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
         self.bidirectional = bidirectional
         self.generator = generator  # also draws the dropout masks
+        if fused and self.mode != "LSTM":
+            raise ValueError(f"{cls}: fused=True exists for LSTM only")
+        self.fused = fused  # LSTM: the cell's elementwise part as one first-order op (ops/fused.py)
         g, h, dirs = GATES[self.mode] * hidden_size, hidden_size, 2 if bidirectional else 1
         names: list[str] = []
         shapes: list[tuple[int, ...]] = []
@@ -189,7 +193,7 @@ class _RNNBase(Module):
             return gru_steps(xw, state[0], whh_t, b[1] if b else None, order, self.hidden_size)
         xw = input_projection(x, w_ih, b[0] + b[1] if b else None)  # both biases simply add: folded
         if self.mode == "LSTM":
-            return lstm_steps(xw, state[0], state[1], whh_t, order, self.hidden_size)
+            return lstm_steps(xw, state[0], state[1], whh_t, order, self.hidden_size, self.fused)
         return rnn_steps(xw, state[0], whh_t, order, self.mode == "RNN_RELU")
 
 

@@ -36,6 +36,7 @@ from typing import Any
 from .. import backend
 from ..backend import DTypeLike, Generator
 from ..errors import DeviceError, DTypeError, ShapeError
+from ..ops.fused import LSTMCellFused
 from ..ops.linalg import Addmm, MatMul
 from ..ops.shape import GetItem
 from ..tensor import Tensor
@@ -66,11 +67,21 @@ def input_projection(x: Tensor, w_ih: Tensor, b: Tensor | None) -> list[Tensor]:
 
 
 def lstm_steps(xw: Sequence[Tensor], h: Tensor, c: Tensor, whh_t: Tensor, order: range,
-               hs: int) -> tuple[list[Tensor], Tensor, Tensor]:
-    """LSTM steps; ``whh_t`` is ``W_hh^T`` (H, 4H). Returns (outputs by time, last h, last c)."""
+               hs: int, fused: bool = False) -> tuple[list[Tensor], Tensor, Tensor]:
+    """LSTM steps; ``whh_t`` is ``W_hh^T`` (H, 4H). Returns (outputs by time, last h, last c).
+
+    ``fused``: the cell's elementwise part as one op (``LSTMCellFused``, first-order only).
+    """
     i_, f_, g_, o_ = _cols(0, hs), _cols(hs, 2 * hs), _cols(2 * hs, 3 * hs), _cols(3 * hs, 4 * hs)
     pick, addmm = GetItem.apply, Addmm.apply
     outs: list[Any] = [None] * len(xw)
+    if fused:
+        cell = LSTMCellFused.apply
+        for t in order:
+            hc = cell(addmm(xw[t], h, whh_t), c)  # (2, B, H): h' and c' of one step
+            h, c = pick(hc, index=0), pick(hc, index=1)
+            outs[t] = h
+        return outs, h, c
     for t in order:
         a = addmm(xw[t], h, whh_t)  # (B, 4H) pre-activations x W_ih^T + b + h W_hh^T: i | f | g | o
         s = a.sigmoid()  # all four blocks at once; the g block's sigmoid is not used
