@@ -125,7 +125,7 @@ def report(cfg: BenchConfig, speeds: dict[str, float]) -> None:
     print(f"\nconfig {cfg.name}: {cfg.model} H={cfg.hidden} layers={cfg.layers} B={cfg.batch} T={cfg.seq_len} "
           f"{cfg.dtype}, median of {cfg.steps} steps after {cfg.warmup} warm-up (first-step losses agree)")
     for name, cps in speeds.items():
-        print(f"  {name:<15}{cps:>12,.0f} chars/s   {cps / speeds[base]:6.2f}x {base}")
+        print(f"  {name:<19}{cps:>12,.0f} chars/s   {cps / speeds[base]:6.2f}x {base}")
 
 
 def sweep(base: BenchConfig, path: str) -> None:
