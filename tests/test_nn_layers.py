@@ -205,12 +205,9 @@ def test_linear_gradients_match_finite_differences(shape, bias):
     gradcheck(lambda x, *params: lin(x), [x, *lin.parameters()])
 
 
-def test_linear_matches_torch_in_outputs_and_gradients():
-    torch = pytest.importorskip("torch")
-    ours = nn.Linear(5, 3, dtype="float64")
-    ref = torch.nn.Linear(5, 3, dtype=torch.float64)
-    ours.load_state_dict(ref.state_dict())
-    x = np.random.default_rng(0).standard_normal((2, 4, 5))
+def assert_matches_torch(ours, ref, shape, torch) -> None:
+    """Same output, input gradient and weight/bias gradients as the PyTorch layer (float64)."""
+    x = np.random.default_rng(0).standard_normal(shape)
     X, XT = t64(x, requires_grad=True), torch.tensor(x, requires_grad=True)
     y, yt = ours(X), ref(XT)
     np.testing.assert_allclose(y.numpy(), yt.detach().numpy(), **F64)
@@ -220,6 +217,14 @@ def test_linear_matches_torch_in_outputs_and_gradients():
     np.testing.assert_allclose(X.grad.numpy(), XT.grad.numpy(), **F64)
     np.testing.assert_allclose(ours.weight.grad.numpy(), ref.weight.grad.numpy(), **F64)
     np.testing.assert_allclose(ours.bias.grad.numpy(), ref.bias.grad.numpy(), **F64)
+
+
+def test_linear_matches_torch_in_outputs_and_gradients():
+    torch = pytest.importorskip("torch")
+    ours = nn.Linear(5, 3, dtype="float64")
+    ref = torch.nn.Linear(5, 3, dtype=torch.float64)
+    ours.load_state_dict(ref.state_dict())
+    assert_matches_torch(ours, ref, (2, 4, 5), torch)
 
 
 def test_torch_state_dicts_load_into_a_sequential_by_name():
@@ -330,16 +335,7 @@ def test_layer_norm_matches_torch():
         ref.bias.normal_()
     ours = nn.LayerNorm((3, 4), eps=1e-3, dtype="float64")
     ours.load_state_dict(ref.state_dict())
-    x = np.random.default_rng(0).standard_normal((2, 3, 4))
-    X, XT = t64(x, requires_grad=True), torch.tensor(x, requires_grad=True)
-    y, yt = ours(X), ref(XT)
-    np.testing.assert_allclose(y.numpy(), yt.detach().numpy(), **F64)
-    g = np.random.default_rng(1).standard_normal(y.shape)
-    y.backward(g)
-    yt.backward(torch.tensor(g))
-    np.testing.assert_allclose(X.grad.numpy(), XT.grad.numpy(), **F64)
-    np.testing.assert_allclose(ours.weight.grad.numpy(), ref.weight.grad.numpy(), **F64)
-    np.testing.assert_allclose(ours.bias.grad.numpy(), ref.bias.grad.numpy(), **F64)
+    assert_matches_torch(ours, ref, (2, 3, 4), torch)
 
 
 def test_layer_norm_rejects_inputs_not_ending_in_normalized_shape():

@@ -20,7 +20,7 @@ from typing import Any
 from .. import backend
 from ..backend import DTypeLike, Generator
 from ..errors import DTypeError, ShapeError
-from ..functions import stack, where
+from ..functions import logsumexp, relu, sigmoid, stack, tanh, where  # the same functions as at the top level
 from ..functions import one_hot as _one_hot
 from ..ops.linalg import Addmm
 from ..tensor import Tensor
@@ -52,26 +52,6 @@ def softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
 def log_softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
     """x - logsumexp(x) along ``axis``, computed stably; same shape as x."""
     return x.log_softmax(_axis_or_dim("log_softmax", axis, dim))
-
-
-def logsumexp(x: Tensor, axis: Any = -1, keepdims: bool = False) -> Tensor:
-    """log(sum(exp(x))) along ``axis`` (an int, a tuple, or None for all), computed stably."""
-    return x.logsumexp(axis, keepdims)
-
-
-def relu(x: Tensor) -> Tensor:
-    """max(x, 0) elementwise."""
-    return x.relu()
-
-
-def tanh(x: Tensor) -> Tensor:
-    """Hyperbolic tangent elementwise."""
-    return x.tanh()
-
-
-def sigmoid(x: Tensor) -> Tensor:
-    """1 / (1 + exp(-x)) elementwise."""
-    return x.sigmoid()
 
 
 def softplus(x: Tensor) -> Tensor:
