@@ -183,7 +183,7 @@ def main() -> None:
         contenders = {"tinygrad_rnn": makers[0](data), "raw NumPy": makers[1](data)}
         if torch:
             contenders["PyTorch"] = makers[2](data)
-        report(title, interleaved_medians(contenders, args.repeats * 3), "ms", 1e3)
+        report(title, interleaved_medians(contenders, args.repeats * 3, warmup=30), "ms", 1e3)
 
 
 if __name__ == "__main__":

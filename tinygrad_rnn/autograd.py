@@ -323,7 +323,8 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
                             ig = _fit(node, i, parent, ig)
                         node_grads[parent] = add(node_grads.get(parent), ig, owned)
                     else:  # a leaf tensor
-                        ig = _fit(node, i, parent, ig)
+                        if ig.shape != parent.data.shape or ig.dtype != parent.data.dtype or STATE.anomaly:
+                            ig = _fit(node, i, parent, ig)
                         key = id(parent)
                         leaves[key] = parent
                         leaf_grads[key] = add(leaf_grads.get(key), ig, owned)
@@ -360,7 +361,9 @@ def _accumulate_leaf(leaf: Tensor, g: Any, create_graph: bool, handed: set[int])
         if id(g) in handed or not backend.owns_data(g):
             g = backend.owned_copy(g)
         handed.add(id(g))
-        leaf.grad = Tensor(g)
+        grad = Tensor.__new__(Tensor)  # a plain leaf around an array the engine owns
+        grad.data, grad.grad, grad.node, grad.requires_grad = g, None, None, False
+        leaf.grad = grad
     else:
         leaf.grad.data += g
 
