@@ -60,15 +60,17 @@ def torch_step(cfg: BenchConfig, weights: dict[str, np.ndarray]) -> Step:
     """PyTorch's layers with tinygrad_rnn's initial weights (same names, same layout)."""
     nn, F = torch.nn, torch.nn.functional
     layer = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cfg.model]
-    dtype = getattr(torch, cfg.dtype)
+    dtype, dev = getattr(torch, cfg.dtype), cfg.device  # on cuda, nn.LSTM/GRU/RNN run cuDNN
     model = nn.ModuleDict({"rnn": layer(VOCAB, cfg.hidden, cfg.layers), "head": nn.Linear(cfg.hidden, VOCAB)})
     model.to(dtype).load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+    model.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     carried: list = [None]
 
     def step(x: np.ndarray, y: np.ndarray) -> float:
-        out, state = model["rnn"](F.one_hot(torch.from_numpy(x), VOCAB).to(dtype), carried[0])
-        loss = F.cross_entropy(model["head"](out).reshape(-1, VOCAB), torch.from_numpy(y).reshape(-1))
+        x, y = torch.as_tensor(x, device=dev), torch.as_tensor(y, device=dev)  # CuPy arrays cross zero-copy
+        out, state = model["rnn"](F.one_hot(x, VOCAB).to(dtype), carried[0])
+        loss = F.cross_entropy(model["head"](out).reshape(-1, VOCAB), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
@@ -89,7 +91,7 @@ def contenders(cfg: BenchConfig) -> dict[str, Step]:
         steps["tinygrad_rnn fused"], _ = tinygrad_step(dataclasses.replace(cfg, fused=True))
     if torch is not None:
         steps["PyTorch"] = torch_step(cfg, weights)
-    if cfg.model == "lstm":
+    if cfg.model == "lstm" and cfg.device == "cpu":
         steps["NumPy by hand"] = numpy_step(weights)
     return steps
 
@@ -165,6 +167,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds after the check step [2]")
     parser.add_argument("--model", choices=["lstm", "gru", "rnn"], default="lstm")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cuda: tinygrad_rnn on CuPy against PyTorch's cuDNN layers (the NumPy LSTM is left out)")
     parser.add_argument("--sweep", action="store_true", help=f"vary H over {SWEEP_HIDDEN} in the first config")
     parser.add_argument("--plot", default="docs/bench_lstm_sweep.png", help="where --sweep saves its plot")
     args = parser.parse_args()
@@ -174,8 +178,8 @@ def main() -> None:
     print(f"tinygrad_rnn {tg.__version__}, NumPy {np.__version__}, "
           + (f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else "PyTorch absent")
           + f", {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
-    configs = [BenchConfig.preset(c, model=args.model, dtype=args.dtype, steps=args.steps, warmup=args.warmup)
-               for c in args.configs]
+    configs = [BenchConfig.preset(c, model=args.model, dtype=args.dtype, device=args.device, steps=args.steps,
+                                  warmup=args.warmup) for c in args.configs]
     for cfg in configs:
         cfg.validate()
     if args.sweep:
