@@ -429,3 +429,40 @@ def test_weight_reused_through_its_transpose_at_every_step_matches_finite_differ
         return tg.stack(outs)
 
     assert gradcheck(unrolled, [tg.Tensor(rng.standard_normal((3, 4)) * 0.5, requires_grad=True)])
+
+
+def test_create_graph_gives_each_leaf_its_own_writable_grad():
+    a = tg.tensor([1.0, 2.0], requires_grad=True)
+    b = tg.tensor([3.0, 4.0], requires_grad=True)
+    (a + b).sum().backward(create_graph=True)  # Add hands both inputs one (broadcast) gradient
+    assert a.grad.data is not b.grad.data
+    tg.nn.utils.clip_grad_norm_([a, b], 0.1)  # scales each .grad in place
+    np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy())
+    (a * 1.0).sum().backward()  # a later plain backward accumulates into it in place
+    np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy() + 1.0)
+
+
+def test_broadcasting_rule_whose_gradient_does_not_reduce_to_the_input_shape_is_named():
+    class BadBroadcast(tg.Function):
+        broadcasting = True
+
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad[:, :2]  # wrong: (3, 2) for a (3, 3) input
+
+    x = tg.tensor(np.ones((3, 3)), requires_grad=True)
+    with pytest.raises(tg.BackwardError, match="BadBroadcast"):
+        BadBroadcast.apply(x).sum().backward()
+
+
+def test_a_numpy_failure_inside_an_op_becomes_our_error_naming_the_op():
+    with pytest.raises(tg.DTypeError, match="sigmoid"):
+        tg.tensor([1, 2]).sigmoid()  # int data: NumPy refuses the in-place float arithmetic
+
+
+def test_relu_of_minus_infinity_is_zero():
+    np.testing.assert_array_equal(tg.tensor([-np.inf, 1.0, -2.0]).relu().numpy(), [0.0, 1.0, 0.0])

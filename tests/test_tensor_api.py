@@ -303,3 +303,20 @@ def test_inplace_op_on_plain_tensors_checks_shape_and_dtype():
         x += tg.ones(3)
     with pytest.raises(tg.DTypeError):
         x += tg.ones(2, dtype="float64")
+
+
+def test_inplace_update_of_a_constant_does_not_change_a_recorded_gradient():
+    x = tg.tensor([1.0, 2.0])
+    w = tg.tensor([3.0, 4.0], requires_grad=True)
+    h = (x * w).sum()  # Mul saved x's values for backward
+    x += 10.0
+    h.backward()
+    np.testing.assert_array_equal(w.grad.numpy(), [1.0, 2.0])
+    np.testing.assert_array_equal(x.numpy(), [11.0, 12.0])
+
+
+def test_unsqueeze_checks_its_axis_and_var_with_too_few_values_is_nan():
+    assert tg.tensor([1.0, 2.0]).unsqueeze(-2).shape == (1, 2)
+    with pytest.raises(tg.ShapeError, match="unsqueeze"):
+        tg.tensor([1.0, 2.0]).unsqueeze(2)
+    assert np.isnan(tg.tensor([1.0]).var(ddof=1).item())

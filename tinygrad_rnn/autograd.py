@@ -143,9 +143,6 @@ class Function:
         seq = getattr(self, "seq", "?")
         return f"<{type(self).__name__} #{seq}>"
 
-    def released(self) -> bool:
-        return self.saved is None
-
 
 def _shapes(args: Sequence[Any]) -> str:
     return ", ".join(str(tuple(a.shape)) if hasattr(a, "shape") else repr(a) for a in args)
@@ -160,7 +157,9 @@ def _diagnose(cls: type, args: Sequence[Any], exc: Exception) -> Exception:
                            f"move them with .to('{devices[0]}') first")
     if isinstance(exc, ValueError) and "broadcast" in str(exc):
         return ShapeError(f"{name}: shapes {_shapes(args)} cannot be broadcast together")
-    return type(exc)(f"{name} (input shapes {_shapes(args)}): {exc}")
+    # Our own class (not type(exc): NumPy's exception classes need more constructor arguments).
+    kind = DTypeError if isinstance(exc, TypeError) else ShapeError if isinstance(exc, ValueError) else BackwardError
+    return kind(f"{name} (input shapes {_shapes(args)}): {exc}")
 
 
 # ---------------------------------------------------------------- grad mode
@@ -269,6 +268,9 @@ def _fit(node: Function, i: int, parent: Any, ig: Any) -> Any:
             raise BackwardError(f"{node.name}.backward returned a gradient of shape {tuple(ig.shape)} "
                                 f"for input {i} of shape {tuple(shape)}")
         ig = ig.sum_to(shape) if isinstance(ig, Tensor) else backend.sum_to(ig, shape)
+        if ig.shape != shape:  # summing can only remove broadcast axes: anything else is a bug in the rule
+            raise BackwardError(f"{node.name}.backward returned a gradient that does not reduce to input {i}'s "
+                                f"shape {tuple(shape)} (got {tuple(ig.shape)} after summing broadcast axes)")
     if ig.dtype != dtype:
         raise BackwardError(f"{node.name}.backward returned a {ig.dtype} gradient for input {i} "
                             f"of dtype {dtype} (a silent upcast in the rule?)")
@@ -332,14 +334,15 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
                 node.saved = None  # frees the arrays; a second backward through here raises
     finally:
         STATE.grad_enabled = prev
+    if targets is not None:  # grad(): return the gradients asked for, leave every .grad alone
+        for t in targets:
+            g = leaf_grads.get(id(t))
+            if g is not None:
+                results[id(t)] = g.value() if type(g) is OuterGrad else g
+        return results
     for key, g in leaf_grads.items():
         if type(g) is OuterGrad:
             leaf_grads[key] = g.value()
-    if targets is not None:  # grad(): return the gradients, leave every .grad alone
-        for key, g in leaf_grads.items():
-            if any(id(t) == key for t in targets):
-                results[key] = g
-        return results
     handed = {id(g) for g in root_grads}  # the caller's arrays: a leaf that gets one as-is copies it
     for key, g in leaf_grads.items():
         _accumulate_leaf(leaves[key], g, create_graph, handed)
@@ -356,7 +359,8 @@ def _accumulate_leaf(leaf: Tensor, g: Any, create_graph: bool, handed: set[int])
     """
     if create_graph:
         g = g if isinstance(g, Tensor) else Tensor(g)
-        leaf.grad = g if leaf.grad is None else leaf.grad + g
+        # A recorded copy: g may be shared with another leaf or a read-only broadcast view.
+        leaf.grad = g.clone() if leaf.grad is None else leaf.grad + g
     elif leaf.grad is None:
         if id(g) in handed or not backend.owns_data(g):
             g = backend.owned_copy(g)

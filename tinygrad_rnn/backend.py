@@ -34,7 +34,6 @@ int32 = np.dtype(np.int32)
 int64 = np.dtype(np.int64)
 bool_ = np.dtype(np.bool_)
 
-ndarray = np.ndarray
 # NumPy reductions over all axes return NumPy scalars (np.float32 ...), not arrays.
 SCALAR_TYPES = (np.generic,)
 CPU_ARRAY = np.ndarray
@@ -65,7 +64,7 @@ def tune_allocator() -> bool:
         return False
 
 
-ALLOCATOR_TUNED = tune_allocator()
+tune_allocator()
 
 
 # ---------------------------------------------------------------- dtypes

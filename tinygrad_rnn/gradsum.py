@@ -96,7 +96,8 @@ def add_grads(prev: Any, g: Any, owned: set[int]) -> Any:
         owned.add(id(prev))
     if type(g) is OuterGrad:
         if prev is not None:
-            g.dense = prev  # read only, never written to
+            owned.discard(id(prev))  # from now on read only: its id must not mark a later array as ours
+            g.dense = prev
         return g
     if isinstance(g, SparseGrad):
         if prev is None:

@@ -161,16 +161,17 @@ class Tensor:
         return self.astype(backend.int64)
 
     # ------------------------------------------------------------ autograd
-    def backward(self, grad: Any = None, retain_graph: bool = False, create_graph: bool = False) -> None:
+    def backward(self, grad: Any = None, retain_graph: bool | None = None, create_graph: bool = False) -> None:
         """Accumulate the gradient of this tensor into the ``.grad`` of every leaf it depends on.
 
         Args:
             grad: upstream gradient of this tensor's shape; optional for a one-element tensor.
-            retain_graph: keep the saved arrays for another backward through the same graph.
+            retain_graph: keep the saved arrays for another backward through the same graph
+                (by default only when ``create_graph``).
             create_graph: record the backward pass (for second derivatives).
         """
         grads = None if grad is None else [grad]  # one output: a list here is data, not one grad per output
-        autograd.backward(self, grads, retain_graph=retain_graph or create_graph, create_graph=create_graph)
+        autograd.backward(self, grads, retain_graph=retain_graph, create_graph=create_graph)  # None: = create_graph
 
     def __repr__(self) -> str:
         body = repr(self.numpy()).replace("array(", "tensor(").replace("\n", "\n ")
@@ -232,10 +233,11 @@ class Tensor:
         return self._inplace("div", other)
 
     def _inplace(self, op: str, other: Any) -> Tensor:
-        """``self.data op= other`` (``w -= lr * w.grad`` under ``no_grad``, as in PyTorch).
+        """``x op= y`` keeps the Tensor object (``w -= lr * w.grad`` under ``no_grad``, as in PyTorch).
 
-        Refused where it would be recorded: the engine saves arrays for backward and an
-        in-place change would silently corrupt the gradient.
+        The result is a new array bound to this Tensor, not a write into the old one: a graph
+        recorded earlier may have saved the old array for its backward, and must keep seeing
+        the values it was computed with. Refused on tensors that take part in autograd.
         """
         if autograd.STATE.grad_enabled and (self.requires_grad or getattr(other, "requires_grad", False)):
             raise BackwardError(f"in-place {op} on a tensor that takes part in autograd: write x = x {_SYM[op]} y, "
@@ -244,17 +246,17 @@ class Tensor:
         y = y.data if isinstance(y, Tensor) else y
         if x is not self:  # _pair cast self (an int tensor meeting a float one): the result would not fit
             raise DTypeError(f"in-place {op}: a {self.dtype} tensor cannot hold the {op} with a {x.dtype} operand")
+        a = self.data
         try:
-            if op == "add":
-                self.data += y
-            elif op == "sub":
-                self.data -= y
-            elif op == "mul":
-                self.data *= y
-            else:
-                self.data /= y
+            out = a + y if op == "add" else a - y if op == "sub" else a * y if op == "mul" else a / y
         except ValueError:
-            raise ShapeError(f"in-place {op}: {_shape_of(y)} does not broadcast to {self.shape}") from None
+            out = None
+        if out is None or out.shape != a.shape:
+            raise ShapeError(f"in-place {op}: {_shape_of(y)} does not broadcast to {self.shape}")
+        if out.dtype != a.dtype:
+            raise DTypeError(f"in-place {op}: the result is {out.dtype}, the tensor {a.dtype}; "
+                             f"write x = x {_SYM[op]} y")
+        self.data = out
         return self
 
     def __neg__(self) -> Tensor:
@@ -353,7 +355,8 @@ class Tensor:
         """Variance (NumPy's ``ddof=0`` by default), composed from differentiable ops."""
         axes = _axes(axis, self.ndim)
         d = self - self.mean(axis=axes, keepdims=True)
-        return (d * d).sum(axis=axes, keepdims=keepdims) * (1.0 / (_count(self.shape, axes) - ddof))
+        dof = _count(self.shape, axes) - ddof
+        return (d * d).sum(axis=axes, keepdims=keepdims) * (1.0 / dof if dof > 0 else float("nan"))  # as NumPy
 
     def std(self, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
         return self.var(axis, keepdims, ddof).sqrt()
@@ -389,6 +392,10 @@ class Tensor:
         return Reshape.apply(self, shape=shape)
 
     view = reshape
+
+    def clone(self) -> Tensor:
+        """A copy that owns its memory; gradients flow back through it."""
+        return Clone.apply(self)
 
     def contiguous(self) -> Tensor:
         """The same values in row-major memory (a copy only if this is a strided view, e.g. a transpose)."""
@@ -430,7 +437,10 @@ class Tensor:
         return self.reshape(tuple(n for i, n in enumerate(self.shape) if i not in axes))
 
     def unsqueeze(self, axis: int) -> Tensor:
-        axis = axis if axis >= 0 else axis + self.ndim + 1
+        if not -self.ndim - 1 <= axis <= self.ndim:  # a new axis may go at any of ndim + 1 places
+            raise ShapeError(f"unsqueeze: axis {axis} is out of range for shape {self.shape} "
+                             f"(from {-self.ndim - 1} to {self.ndim})")
+        axis = axis % (self.ndim + 1)
         return self.reshape(self.shape[:axis] + (1,) + self.shape[axis:])
 
     def __getitem__(self, index: Any) -> Tensor:
@@ -566,4 +576,4 @@ from .ops.elementwise import (  # noqa: E402
 )
 from .ops.linalg import MatMul  # noqa: E402
 from .ops.reduce import LogSoftmax, LogSumExp, Max, Min, Softmax, Sum  # noqa: E402
-from .ops.shape import Contiguous, Expand, GetItem, Reshape, SumTo, Transpose  # noqa: E402
+from .ops.shape import Clone, Contiguous, Expand, GetItem, Reshape, SumTo, Transpose  # noqa: E402

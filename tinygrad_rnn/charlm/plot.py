@@ -39,10 +39,6 @@ class Progress:
             self.bar.close()
 
 
-def progress(total: int | None, initial: int, quiet: bool) -> Progress:
-    return Progress(total, initial, quiet)
-
-
 def save_loss_plot(rows: list[dict[str, Any]], path: str) -> bool:
     """Draw train (per step, smoothed) and validation losses to ``path``; False without matplotlib."""
     try:

@@ -21,7 +21,7 @@ def pick(logits: Tensor, temperature: float, top_k: int | None, generator: Gener
         z = backend.where(z >= kth, z, -float("inf"))
     z = z - z.max()
     p = backend.exp(z)
-    return generator.choice(p / p.sum())
+    return generator.choice(p)  # choice normalises
 
 
 def sample(model: CharRNN, vocab: Vocab, prime: str, length: int, temperature: float = 1.0,

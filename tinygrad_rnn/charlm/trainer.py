@@ -266,7 +266,7 @@ def train(cfg: TrainConfig, resume: str | None = None, log: Any = print) -> dict
 def _loop(run: Run, val: Any, folder: RunFolder, history: list[dict[str, Any]], budget: float | None) -> dict:
     cfg = run.cfg
     chars_per_step = cfg.batch_size * cfg.seq_len
-    bar = plot.progress(cfg.max_steps, run.step, cfg.quiet)
+    bar = plot.Progress(cfg.max_steps, run.step, cfg.quiet)
     start, session_steps, last_val = time.perf_counter(), 0, None
     step_time = 0.0  # training steps only: chars/s leaves out validation and file writing
     while True:

@@ -17,13 +17,14 @@ per step is what sets the speed of small and medium models:
   LSTM as ``addmm(xw_t, h, W_hh^T)``: the step's input projection is added into the product
   in the same op); the gate nonlinearities run on slices of that one (B, G*H) array. LSTM takes one sigmoid over all
   4H columns (the g block's is computed and ignored: one op instead of three).
-* The loops apply ops directly (``GetItem.apply(s, index=...)``, ``Addmm.apply``) rather
-  than through ``s[...]`` and ``@``: those normalise and check arguments that are fixed
-  and already checked, which costs about as much as a small op.
+* The loops apply ops directly (``GetItem.apply(s, index=...)``, ``Addmm.apply``,
+  ``Mul.apply``...) rather than through ``s[...]``, ``@`` and ``*``: those normalise and
+  check arguments that are fixed and already checked, which costs about as much as a small op.
 
 Forward ops per step: RNN 3 (pick, addmm, tanh|relu); LSTM 13 (pick, addmm, sigmoid,
-4 slices, tanh(g), 3 for c', 2 for h'); GRU 15 (pick, matmul, + b_hh, add,
-sigmoid, 2 slices for r and z, 5 for n, 3 for h'; 14 without biases). The backward pass
+4 slices, tanh(g), 3 for c', 2 for h'); GRU 14 (pick, addmm (+ b_hh),
+add, sigmoid, 2 slices for r and z, 5 for n, 3 for h'; with a matmul in place of the addmm
+without biases). The backward pass
 runs one rule per op.
 """
 
@@ -36,6 +37,7 @@ from typing import Any
 from .. import backend
 from ..backend import DTypeLike, Generator
 from ..errors import DeviceError, DTypeError, ShapeError
+from ..ops.elementwise import Add, Mul, Sigmoid, Sub, Tanh
 from ..ops.fused import LSTMCellFused
 from ..ops.linalg import Addmm, MatMul
 from ..ops.shape import GetItem
@@ -82,11 +84,12 @@ def lstm_steps(xw: Sequence[Tensor], h: Tensor, c: Tensor, whh_t: Tensor, order:
             h, c = pick(hc, index=0), pick(hc, index=1)
             outs[t] = h
         return outs, h, c
+    mul, add, sigmoid, tanh = Mul.apply, Add.apply, Sigmoid.apply, Tanh.apply
     for t in order:
         a = addmm(xw[t], h, whh_t)  # (B, 4H) pre-activations x W_ih^T + b + h W_hh^T: i | f | g | o
-        s = a.sigmoid()  # all four blocks at once; the g block's sigmoid is not used
-        c = pick(s, index=f_) * c + pick(s, index=i_) * pick(a, index=g_).tanh()  # c' = f * c + i * g
-        h = pick(s, index=o_) * c.tanh()  # h' = o * tanh(c')
+        s = sigmoid(a)  # all four blocks at once; the g block's sigmoid is not used
+        c = add(mul(pick(s, index=f_), c), mul(pick(s, index=i_), tanh(pick(a, index=g_))))  # c' = f*c + i*g
+        h = mul(pick(s, index=o_), tanh(c))  # h' = o * tanh(c')
         outs[t] = h
     return outs, h, c
 
@@ -95,17 +98,16 @@ def gru_steps(xw: Sequence[Tensor], h: Tensor, whh_t: Tensor, b_hh: Tensor | Non
               hs: int) -> tuple[list[Tensor], Tensor]:
     """GRU steps; ``xw`` holds ``W_ih x_t + b_ih`` only, ``whh_t`` is ``W_hh^T`` (H, 3H)."""
     r_, z_, n_ = _cols(0, hs), _cols(hs, 2 * hs), _cols(2 * hs, 3 * hs)
-    pick, mm = GetItem.apply, MatMul.apply
+    pick, mm, addmm = GetItem.apply, MatMul.apply, Addmm.apply
+    mul, add, sub, sigmoid, tanh = Mul.apply, Add.apply, Sub.apply, Sigmoid.apply, Tanh.apply
     outs: list[Any] = [None] * len(xw)
     for t in order:
         gi = xw[t]  # W_ih x + b_ih: r | z | n
-        gh = mm(h, whh_t)  # W_hh h + b_hh: r | z | n
-        if b_hh is not None:
-            gh = gh + b_hh
-        s = (gi + gh).sigmoid()  # r and z; the n block's sigmoid is not used
+        gh = mm(h, whh_t) if b_hh is None else addmm(b_hh, h, whh_t)  # W_hh h + b_hh: r | z | n
+        s = sigmoid(add(gi, gh))  # r and z; the n block's sigmoid is not used
         # n = tanh(W_in x + b_in + r * (W_hn h + b_hn)): the reset gate acts after the matmul
-        n = (pick(gi, index=n_) + pick(s, index=r_) * pick(gh, index=n_)).tanh()
-        h = n + pick(s, index=z_) * (h - n)  # h' = (1 - z) * n + z * h
+        n = tanh(add(pick(gi, index=n_), mul(pick(s, index=r_), pick(gh, index=n_))))
+        h = add(n, mul(pick(s, index=z_), sub(h, n)))  # h' = (1 - z) * n + z * h
         outs[t] = h
     return outs, h
 
@@ -214,9 +216,9 @@ class _CellBase(Module):
         return (x if batched else x.reshape(1, self.input_size)), out, batched
 
     def _projection(self, x: Tensor, fold_b_hh: bool) -> list[Tensor]:
-        """``[W_ih x + b_ih (+ b_hh)]`` as a one-step sequence, the layers' step input."""
+        """``[W_ih x + b_ih (+ b_hh)]`` for x (B, I): the step loops' input, as a one-step list."""
         b = (self.bias_ih + self.bias_hh if fold_b_hh else self.bias_ih) if self.bias else None
-        return input_projection(x.reshape(1, *x.shape), self.weight_ih, b)
+        return [x @ self.weight_ih.T if b is None else Addmm.apply(b, x, self.weight_ih.T)]
 
 
 class RNNCell(_CellBase):

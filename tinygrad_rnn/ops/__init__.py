@@ -7,11 +7,11 @@ from .elementwise import (
 from .linalg import Addmm, MatMul
 from .reduce import LogSoftmax, LogSumExp, Max, Min, Softmax, Sum
 from .shape import (
-    Cat, Contiguous, Expand, GetItem, IndexAdd, Reshape, Stack, SumTo, Transpose,
+    Cat, Clone, Contiguous, Expand, GetItem, IndexAdd, Reshape, Stack, SumTo, Transpose,
 )
 
 __all__ = [
-    "Abs", "Add", "Addmm", "Cast", "Cat", "Clip", "Contiguous", "Div", "Exp", "Expand", "GetItem", "IndexAdd",
+    "Abs", "Add", "Addmm", "Cast", "Cat", "Clip", "Clone", "Contiguous", "Div", "Exp", "Expand", "GetItem", "IndexAdd",
     "Log", "LogSoftmax", "LogSumExp", "MatMul", "Max", "Maximum", "Min", "Minimum", "Mul", "Neg", "Pow",
     "Relu", "Reshape", "Sigmoid", "Softmax", "Sqrt", "Stack", "Sub", "Sum", "SumTo", "Tanh", "ToDevice",
     "Transpose", "Where",

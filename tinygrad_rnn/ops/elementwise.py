@@ -191,9 +191,8 @@ class Sigmoid(Function):
 class Relu(Function):
     @staticmethod
     def forward(ctx, x):
-        mask = x > 0
-        ctx.save_for_backward(mask)
-        return x * mask
+        ctx.save_for_backward(x > 0)
+        return backend.maximum(x, 0)  # not x * mask: -inf * 0 would be NaN
 
     @staticmethod
     def backward(ctx, grad):
@@ -230,13 +229,13 @@ class Maximum(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        # z = max(x, y); dz/dx = [x > y] (+1/2 at ties), dz/dy = 1 - dz/dx
+        # z = max(x, y); dz/dx = w = [x > y] (+1/2 at ties), dz/dy = 1 - w  (Minimum: w = [x < y] ...)
         (w,) = ctx.saved
         return grad * w, (grad - grad * w if ctx.needs_input_grad[1] else None)
 
 
-class Minimum(Function):
-    broadcasting = True
+class Minimum(Maximum):
+    """Same backward as Maximum: the weights ``w`` say which input was selected."""
 
     @staticmethod
     def forward(ctx, x, y):
@@ -244,12 +243,6 @@ class Minimum(Function):
         w = ((x < y) + (x == y) * 0.5).astype(z.dtype)  # not in place: 0-d inputs give NumPy scalars
         ctx.save_for_backward(w)
         return z
-
-    @staticmethod
-    def backward(ctx, grad):
-        # z = min(x, y); dz/dx = [x < y] (+1/2 at ties), dz/dy = 1 - dz/dx
-        (w,) = ctx.saved
-        return grad * w, (grad - grad * w if ctx.needs_input_grad[1] else None)
 
 
 class Where(Function):

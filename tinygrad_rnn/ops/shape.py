@@ -176,3 +176,16 @@ class Contiguous(Function):
     def backward(ctx, grad):
         # y = x (another memory layout); dy/dx = 1
         return grad
+
+
+class Clone(Function):
+    """A copy of x that owns its memory (PyTorch's ``clone``)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx, grad):
+        # y = x (a copy); dy/dx = 1
+        return grad
