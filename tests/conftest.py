@@ -8,13 +8,17 @@ Profiles: ``ci`` (default; derandomized, bounded, no deadline: never flaky) and
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
 import tinygrad_rnn as tg
+
+try:  # optional: imported here so that every test, run alone or in the suite, sees the same torch seed
+    import torch
+except ImportError:
+    torch = None
 
 settings.register_profile("ci", max_examples=25, derandomize=True, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -43,7 +47,7 @@ def _reset_global_state():
     """Each test starts in float32 with gradients enabled and a seeded generator."""
     tg.set_default_dtype("float32")
     tg.manual_seed(0)
-    if "torch" in sys.modules:  # PyTorch's own random initialisations, when a test builds its layers
-        sys.modules["torch"].manual_seed(0)
+    if torch is not None:  # PyTorch's own random initialisations, when a test builds its layers
+        torch.manual_seed(0)
     yield
     tg.set_default_dtype("float32")

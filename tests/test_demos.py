@@ -27,8 +27,9 @@ def test_char_lstm_demo_trains_and_samples(tmp_path):
     text = tmp_path / "t.txt"
     text.write_text("def f(x):\n    return x + 1\n" * 200, encoding="utf-8")
     args = ["--data", str(text), "--steps", "60", "--hidden", "32", "--batch", "8", "--seq", "16", "--lr", "1e-2"]
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.abspath(DEMOS))}  # this checkout's package
     result = subprocess.run([sys.executable, os.path.join(DEMOS, "char_lstm.py"), *args], capture_output=True,
-                            text=True, timeout=300)
+                            text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr
     losses = [float(line.split("loss ")[1].split()[0]) for line in result.stdout.splitlines() if "loss " in line]
     assert losses[-1] < losses[0] - 1.0

@@ -64,6 +64,7 @@ def test_lstm_layer_with_the_fused_cell_equals_the_composed_layer(T, B, H, bidir
     results = []
     for layer in layers:
         out, (h, c) = layer(x)
+        assert any(n.op == "LSTMCellFused" for n in tg.trace(out)) == layer.fused  # each path really ran
         loss = (out * up).sum() + (h * h).sum() + c.sum()
         results.append([out.numpy(), h.numpy(), c.numpy()]
                        + [g.numpy() for g in tg.grad(loss, [x, *layer.parameters()])])

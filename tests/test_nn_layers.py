@@ -179,7 +179,7 @@ def test_linear_parameters_have_pytorchs_shapes_dtype_and_bounds():
     assert np.abs(w).max() <= k and np.abs(b).max() <= k
     assert np.abs(w).max() > 0.95 * k  # fills the range: U(-k, k), not something narrower
     np.testing.assert_allclose(w.var(), k * k / 3, rtol=0.05)  # the variance of U(-k, k)
-    assert abs(w.mean()) < 0.02 * k * 10
+    assert abs(w.mean()) < 0.03 * k  # about 5 standard errors of the mean of 10,000 draws
     assert nn.Linear(3, 2).weight.dtype == tg.get_default_dtype()
     assert nn.Linear(3, 2, bias=False).bias is None
 

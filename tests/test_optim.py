@@ -26,7 +26,7 @@ from tinygrad_rnn.optim import SGD, Adadelta, Adagrad, Adam, AdamW, Optimizer, R
 
 def _import_torch():
     try:
-        return pytest.importorskip("torch")
+        return pytest.importorskip("torch", exc_type=ImportError)
     except pytest.skip.Exception:
         return None
 

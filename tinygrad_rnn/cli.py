@@ -169,18 +169,14 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from .charlm.corpus import load_corpus, streams, to_ids
+    from .charlm.corpus import eval_streams, load_corpus, to_ids
     from .charlm.trainer import LN2, evaluate
-    from . import backend
 
     model, vocab, ck = load_model(args.path, args.device)
-    text = load_corpus(args.data).text
-    ids = to_ids(vocab, text)
-    seq_len = ck["config"]["seq_len"]
-    batch = max(1, min(64, len(ids) // (seq_len + 1)))
-    seq_len = min(seq_len, max(1, len(ids) // batch - 1))
-    data = backend.to_device(streams(ids, batch, seq_len, "evaluation"), args.device)
-    loss = evaluate(model, data, seq_len)
+    ids = to_ids(vocab, load_corpus(args.data).text)
+    cfg = ck["config"]
+    data = eval_streams(ids, cfg["batch_size"], cfg["seq_len"], args.device, "evaluation")  # as validation does
+    loss = evaluate(model, data, cfg["seq_len"])
     print(f"{args.data}: {loss:.4f} nats/char, {loss / LN2:.4f} bits/char over {len(ids):,} characters")
 
 

@@ -103,6 +103,16 @@ def streams(ids: Array, batch_size: int, seq_len: int, what: str) -> Array:
     return ids[: length * batch_size].reshape(batch_size, length)
 
 
+def eval_streams(ids: Array, max_batch: int, seq_len: int, device: str, what: str) -> Array:
+    """Streams for scoring every character of ``ids`` (up to ``max_batch`` of them), on ``device``.
+
+    Validation during training and ``tinygrad-rnn eval`` cut text the same way, so the same
+    text gives the same loss in both.
+    """
+    batch = max(1, min(max_batch, len(ids) // (seq_len + 1)))
+    return backend.to_device(streams(ids, batch, min(seq_len, max(1, len(ids) // batch - 1)), what), device)
+
+
 def to_ids(vocab: Vocab, text: str) -> Array:
     return backend.as_array(vocab.encode(text), backend.int64, "cpu")
 

@@ -27,7 +27,7 @@ from ..optim import Adam
 from ..optim.lr_scheduler import ExponentialLR
 from ..tensor import Tensor
 from . import checkpoint, plot
-from .corpus import Batches, Vocab, load_corpus, split, streams, to_ids, unigram_bits
+from .corpus import Batches, Vocab, eval_streams, load_corpus, split, streams, to_ids, unigram_bits
 from .model import CharRNN
 from .sampling import sample
 
@@ -106,9 +106,7 @@ def build(cfg: TrainConfig, text: str, vocab: Vocab | None = None) -> tuple[Run,
     ids = to_ids(vocab, text)
     train_ids, val_ids = split(ids, cfg.val_frac)
     data = backend.to_device(streams(train_ids, cfg.batch_size, cfg.seq_len, "training"), cfg.device)
-    val_batch = max(1, min(cfg.batch_size, len(val_ids) // (cfg.seq_len + 1)))
-    val = backend.to_device(streams(val_ids, val_batch, min(cfg.seq_len, max(1, len(val_ids) // val_batch - 1)),
-                                    "validation"), cfg.device)
+    val = eval_streams(val_ids, cfg.batch_size, cfg.seq_len, cfg.device, "validation")
     init_gen = Generator(cfg.seed)  # initial weights and dropout masks (a CPU generator: its state is saved)
     model = CharRNN(len(vocab), cfg.hidden_size, cfg.num_layers, cfg.model, cfg.dropout, dtype=cfg.dtype,
                     generator=init_gen)
@@ -243,9 +241,9 @@ def train(cfg: TrainConfig, resume: str | None = None, log: Any = print) -> dict
     """Train (or resume) a run; returns the summary (best val loss/bpc, steps, chars/s, folder)."""
     cfg.validate()
     backend.check_device(cfg.device)
+    corpus = load_corpus(cfg.data)  # before the run folder exists: bad input leaves nothing behind
     folder = RunFolder(resume or cfg.out or default_out())
     ck = checkpoint.load(folder.file("latest.npz")) if resume else None
-    corpus = load_corpus(cfg.data)
     vocab = Vocab(ck["vocab"]) if ck else None
     run, val = build(cfg, corpus.text, vocab)
     history: list[dict[str, Any]] = []
