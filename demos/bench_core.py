@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -142,14 +143,26 @@ def tanh_torch(d: dict) -> Callable[[], None]:
 
 # ---------------------------------------------------------------- timing
 
-def interleaved_medians(contenders: dict[str, Callable[[], None]], repeats: int, warmup: int = 3) -> dict:
-    """Median seconds per call of each contender, run round-robin so noise is shared."""
+def interleaved_medians(contenders: dict[str, Callable[[], None]], repeats: int, warmup: int = 3,
+                        seed: int = 0) -> dict:
+    """Median seconds per call of each contender, interleaved so that drift and noise hit all alike.
+
+    Each round visits the contenders in a fresh random order, and each one runs twice in a row
+    with only the second call timed: a call must not pay for what the contender before it left
+    in the caches and thread pools (after a PyTorch call, NumPy's next large op runs up to 2x
+    slower, which with a fixed order always lands on the same contender).
+    """
+    rng = random.Random(seed)
     for fn in contenders.values():
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {k: [] for k in contenders}
+    names = list(contenders)
     for _ in range(repeats):
-        for name, fn in contenders.items():
+        rng.shuffle(names)
+        for name in names:
+            fn = contenders[name]
+            fn()
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)

@@ -299,9 +299,10 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
     results: dict[int, Any] = {}
     owned: set[int] = set()  # ids of the sum buffers the engine allocated (safe to add into in place)
     add = add_grads if not create_graph else add_grad_tensors
+    checked = not STATE.anomaly  # under detect_anomaly every gradient goes through _fit's finiteness check
     prev, STATE.grad_enabled = STATE.grad_enabled, create_graph
     try:
-        for node in _collect([n for n in node_grads]):
+        for node in _collect(list(node_grads)):
             g = node_grads.pop(node, None)  # SparseGrads are already summed into dense buffers
             if type(g) is OuterGrad:
                 g = g.value()
@@ -321,11 +322,12 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
                         continue
                     if isinstance(parent, Function):
                         # fast path: the common case needs no reduction and no conversion
-                        if ig.shape != parent.out_shape or ig.dtype != parent.out_dtype or STATE.anomaly:
+                        if not (checked and ig.shape == parent.out_shape and ig.dtype == parent.out_dtype):
                             ig = _fit(node, i, parent, ig)
                         node_grads[parent] = add(node_grads.get(parent), ig, owned)
                     else:  # a leaf tensor
-                        if ig.shape != parent.data.shape or ig.dtype != parent.data.dtype or STATE.anomaly:
+                        data = parent.data
+                        if not (checked and ig.shape == data.shape and ig.dtype == data.dtype):
                             ig = _fit(node, i, parent, ig)
                         key = id(parent)
                         leaves[key] = parent
@@ -340,12 +342,9 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
             if g is not None:
                 results[id(t)] = g.value() if type(g) is OuterGrad else g
         return results
-    for key, g in leaf_grads.items():
-        if type(g) is OuterGrad:
-            leaf_grads[key] = g.value()
     handed = {id(g) for g in root_grads}  # the caller's arrays: a leaf that gets one as-is copies it
     for key, g in leaf_grads.items():
-        _accumulate_leaf(leaves[key], g, create_graph, handed)
+        _accumulate_leaf(leaves[key], g.value() if type(g) is OuterGrad else g, create_graph, handed)
     return None
 
 
@@ -385,6 +384,9 @@ def _root_grads(outputs: list[Tensor], grad_outputs: list[Any], create_graph: bo
     grads = []
     for k, out in enumerate(outputs):
         g = grad_outputs[k] if k < len(grad_outputs) else None
+        if backend.same_array_kind(g, out.data) and not create_graph:  # the common case: nothing to convert
+            grads.append(g)
+            continue
         if g is None:
             if out.data.size != 1:
                 raise BackwardError(
