@@ -148,3 +148,15 @@ def test_ops_on_two_devices_raise_device_error_naming_both():
     with pytest.raises(tg.DeviceError) as info:
         a + b
     assert "cpu" in str(info.value) and "cuda" in str(info.value)
+
+
+@pytest.mark.parametrize("shape", [(70, 2048), (1024, 257), (2048, 512), (3, 4)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_major_copy_of_a_transpose_is_exact_whatever_the_block_split(shape, dtype):
+    from tinygrad_rnn import backend
+
+    w = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    out = backend.ascontiguousarray(w.T)  # large ones are copied in blocks of rows
+    assert out.flags.c_contiguous and out.dtype == dtype
+    np.testing.assert_array_equal(out, w.T)
+    assert not np.shares_memory(out, w)

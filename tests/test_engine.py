@@ -302,6 +302,21 @@ def test_backward_with_create_graph_gives_a_differentiable_grad():
     np.testing.assert_allclose(h.numpy(), 6 * x.numpy())
 
 
+
+
+@given(arrays((3,), lo=0.5, hi=2))
+def test_second_derivative_tells_an_input_from_its_detached_self(a):
+    # x and x.detach() hand an op the same array object; only x is a variable.
+    x = leaf(a)
+    for f in (lambda x: x * x.detach(), lambda x: x.detach() * x, lambda x: x / x.detach()):
+        (g,) = tg.grad(f(x).sum(), x, create_graph=True)
+        assert not g.requires_grad  # the first derivative is a constant (x.detach() or 1 / x.detach())
+    (g,) = tg.grad((x.detach() / x).sum(), x, create_graph=True)  # -c / x**2, c = x.detach()
+    (h,) = tg.grad(g.sum(), x)
+    np.testing.assert_allclose(h.numpy(), 2 / a**2, **F64)  # 2 c / x**3
+    (g,) = tg.grad((x * x).sum(), x, create_graph=True)  # one variable twice: both uses count
+    (h,) = tg.grad(g.sum(), x)
+    np.testing.assert_allclose(h.numpy(), np.full(3, 2.0), **F64)
 # ---------------------------------------------------------------- anomaly mode
 
 def test_detect_anomaly_names_the_op_whose_forward_gives_nan():

