@@ -481,3 +481,50 @@ def test_a_numpy_failure_inside_an_op_becomes_our_error_naming_the_op():
 
 def test_relu_of_minus_infinity_is_zero():
     np.testing.assert_array_equal(tg.tensor([-np.inf, 1.0, -2.0]).relu().numpy(), [0.0, 1.0, 0.0])
+
+
+# ---------------------------------------------------------------- buffers the engine may write into
+
+def test_only_a_rule_output_nothing_else_holds_counts_as_the_engines_own():
+    from tinygrad_rnn.autograd import _sole_owner
+
+    fresh, kept = np.ones(3), np.ones(3)
+    assert _sole_owner((np.ones(3), None)) == 0b01
+    assert _sole_owner((kept, np.ones(3))) == 0b10  # ``kept`` is also held here
+    assert _sole_owner((fresh[:2],)) == 0  # a view: another array owns the memory
+    shared = np.ones(3)
+    pair = (shared, shared)
+    del shared
+    assert _sole_owner(pair) == 0  # one array for two inputs (what ``a + b`` returns)
+
+
+@given(arrays((2, 3), lo=-2, hi=2))
+def test_gradients_summed_into_a_rule_output_leave_shared_arrays_alone(a):
+    # y = x * 2 gets a fresh gradient from s = y + y (one array for both inputs) ... and more
+    # gradient reaches y later; also a slice of y (a sparse term added in place).
+    x = leaf(a)
+    y = x * 2.0
+    s = (y + y).tanh() + y[:, 1:].sum() + (y * y).sum()  # (2, 3): the sums broadcast
+    g = np.full(s.shape, 0.5)
+    s.backward(g)
+    t, in_slice = np.tanh(4 * a), np.arange(3) >= 1
+    # ds/dy: 2 * 0.5 (1 - t^2) from the tanh, sum(g) = 3 on the slice, sum(g) * 2y from y*y
+    expected = 2 * ((1 - t**2) + 3.0 * in_slice + 3.0 * 2 * (2 * a))
+    np.testing.assert_allclose(x.grad.numpy(), expected, **F64)
+    np.testing.assert_array_equal(g, np.full(s.shape, 0.5))  # the caller's array is untouched
+
+
+@given(arrays((3, 4)), arrays((4, 5)), arrays((5,)))
+def test_addmm_with_the_row_major_transpose_of_b_gives_the_same_gradients(a, b, c):
+    from tinygrad_rnn.ops.linalg import Addmm
+
+    grads = []
+    for bt in (None, np.ascontiguousarray(b.T)):
+        ta, tb, tc = leaf(a), leaf(b), leaf(c)
+        Addmm.apply(tc, ta, tb, bt=bt).tanh().sum().backward()
+        grads.append([t.grad.numpy() for t in (ta, tb, tc)])
+    for g0, g1 in zip(*grads):
+        np.testing.assert_allclose(g1, g0, **F64)
+    ta, tb, tc = leaf(a), leaf(b), leaf(c)  # create_graph: b itself (a Tensor) is used, bt ignored
+    (ga,) = tg.grad(Addmm.apply(tc, ta, tb, bt=np.zeros_like(b.T)).sum(), ta, create_graph=True)
+    np.testing.assert_allclose(ga.numpy(), np.ones((3, 5)) @ b.T, **F64)

@@ -187,14 +187,16 @@ class _RNNBase(Module):
     def _run(self, x: Tensor, state: list[Tensor], w_ih: Tensor, w_hh: Tensor, b: list[Tensor],
              order: range) -> tuple:
         """One layer in one direction over x (T, B, I): (per-step outputs, final h[, final c])."""
-        whh_t = Contiguous.apply(w_hh.T)  # used at every step: BLAS is faster on a row-major copy
+        # Used at every step: BLAS is faster on a row-major copy of W_hh^T than on a view; the
+        # backward product dA @ W_hh is faster on W_hh itself (it stays unchanged until backward).
+        whh_t, whh = Contiguous.apply(w_hh.T), w_hh.data
         if self.mode == "GRU":
             xw = input_projection(x, w_ih, b[0] if b else None)
-            return gru_steps(xw, state[0], whh_t, b[1] if b else None, order, self.hidden_size)
+            return gru_steps(xw, state[0], whh_t, b[1] if b else None, order, self.hidden_size, whh)
         xw = input_projection(x, w_ih, b[0] + b[1] if b else None)  # both biases simply add: folded
         if self.mode == "LSTM":
-            return lstm_steps(xw, state[0], state[1], whh_t, order, self.hidden_size, self.fused)
-        return rnn_steps(xw, state[0], whh_t, order, self.mode == "RNN_RELU")
+            return lstm_steps(xw, state[0], state[1], whh_t, order, self.hidden_size, self.fused, whh)
+        return rnn_steps(xw, state[0], whh_t, order, self.mode == "RNN_RELU", whh)
 
 
 class RNN(_RNNBase):

@@ -69,10 +69,11 @@ def input_projection(x: Tensor, w_ih: Tensor, b: Tensor | None) -> list[Tensor]:
 
 
 def lstm_steps(xw: Sequence[Tensor], h: Tensor, c: Tensor, whh_t: Tensor, order: range,
-               hs: int, fused: bool = False) -> tuple[list[Tensor], Tensor, Tensor]:
+               hs: int, fused: bool = False, whh: Any = None) -> tuple[list[Tensor], Tensor, Tensor]:
     """LSTM steps; ``whh_t`` is ``W_hh^T`` (H, 4H). Returns (outputs by time, last h, last c).
 
     ``fused``: the cell's elementwise part as one op (``LSTMCellFused``, first-order only).
+    ``whh``: optionally ``W_hh`` as a row-major array, for the backward products (``Addmm``'s ``bt``).
     """
     i_, f_, g_, o_ = _cols(0, hs), _cols(hs, 2 * hs), _cols(2 * hs, 3 * hs), _cols(3 * hs, 4 * hs)
     pick, addmm = GetItem.apply, Addmm.apply
@@ -80,30 +81,33 @@ def lstm_steps(xw: Sequence[Tensor], h: Tensor, c: Tensor, whh_t: Tensor, order:
     if fused:
         cell = LSTMCellFused.apply
         for t in order:
-            hc = cell(addmm(xw[t], h, whh_t), c)  # (2, B, H): h' and c' of one step
+            hc = cell(addmm(xw[t], h, whh_t, bt=whh), c)  # (2, B, H): h' and c' of one step
             h, c = pick(hc, index=0), pick(hc, index=1)
             outs[t] = h
         return outs, h, c
     mul, add, sigmoid, tanh = Mul.apply, Add.apply, Sigmoid.apply, Tanh.apply
     for t in order:
-        a = addmm(xw[t], h, whh_t)  # (B, 4H) pre-activations x W_ih^T + b + h W_hh^T: i | f | g | o
-        s = sigmoid(a)  # all four blocks at once; the g block's sigmoid is not used
-        c = add(mul(pick(s, index=f_), c), mul(pick(s, index=i_), tanh(pick(a, index=g_))))  # c' = f*c + i*g
+        a = addmm(xw[t], h, whh_t, bt=whh)  # (B, 4H) pre-activations x W_ih^T + b + h W_hh^T: i | f | g | o
+        g = tanh(pick(a, index=g_))
+        s = sigmoid(a)  # all four blocks at once; the g block's sigmoid is not used. Recorded after g's
+        # tanh, so backward meets it first: its dense gradient becomes the buffer g's slice is added into.
+        c = add(mul(pick(s, index=f_), c), mul(pick(s, index=i_), g))  # c' = f*c + i*g
         h = mul(pick(s, index=o_), tanh(c))  # h' = o * tanh(c')
         outs[t] = h
     return outs, h, c
 
 
 def gru_steps(xw: Sequence[Tensor], h: Tensor, whh_t: Tensor, b_hh: Tensor | None, order: range,
-              hs: int) -> tuple[list[Tensor], Tensor]:
-    """GRU steps; ``xw`` holds ``W_ih x_t + b_ih`` only, ``whh_t`` is ``W_hh^T`` (H, 3H)."""
+              hs: int, whh: Any = None) -> tuple[list[Tensor], Tensor]:
+    """GRU steps; ``xw`` holds ``W_ih x_t + b_ih`` only, ``whh_t`` is ``W_hh^T`` (H, 3H), ``whh``
+    optionally ``W_hh`` itself (row-major, for the backward products)."""
     r_, z_, n_ = _cols(0, hs), _cols(hs, 2 * hs), _cols(2 * hs, 3 * hs)
     pick, mm, addmm = GetItem.apply, MatMul.apply, Addmm.apply
     mul, add, sub, sigmoid, tanh = Mul.apply, Add.apply, Sub.apply, Sigmoid.apply, Tanh.apply
     outs: list[Any] = [None] * len(xw)
     for t in order:
         gi = xw[t]  # W_ih x + b_ih: r | z | n
-        gh = mm(h, whh_t) if b_hh is None else addmm(b_hh, h, whh_t)  # W_hh h + b_hh: r | z | n
+        gh = mm(h, whh_t) if b_hh is None else addmm(b_hh, h, whh_t, bt=whh)  # W_hh h + b_hh: r | z | n
         s = sigmoid(add(gi, gh))  # r and z; the n block's sigmoid is not used
         # n = tanh(W_in x + b_in + r * (W_hn h + b_hn)): the reset gate acts after the matmul
         n = tanh(add(pick(gi, index=n_), mul(pick(s, index=r_), pick(gh, index=n_))))
@@ -113,12 +117,13 @@ def gru_steps(xw: Sequence[Tensor], h: Tensor, whh_t: Tensor, b_hh: Tensor | Non
 
 
 def rnn_steps(xw: Sequence[Tensor], h: Tensor, whh_t: Tensor, order: range,
-              relu: bool) -> tuple[list[Tensor], Tensor]:
-    """Elman RNN steps; ``whh_t`` is ``W_hh^T`` (H, H). Returns (outputs by time, last h)."""
+              relu: bool, whh: Any = None) -> tuple[list[Tensor], Tensor]:
+    """Elman RNN steps; ``whh_t`` is ``W_hh^T`` (H, H), ``whh`` optionally ``W_hh`` (row-major).
+    Returns (outputs by time, last h)."""
     addmm = Addmm.apply
     outs: list[Any] = [None] * len(xw)
     for t in order:
-        a = addmm(xw[t], h, whh_t)
+        a = addmm(xw[t], h, whh_t, bt=whh)
         h = a.relu() if relu else a.tanh()
         outs[t] = h
     return outs, h

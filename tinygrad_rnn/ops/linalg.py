@@ -45,13 +45,17 @@ class Addmm(Function):
 
     One op instead of two: the sum is added into the product's fresh output in place, saving
     an array and a pass over it (a Linear layer's bias, an RNN step's input projection).
+
+    ``bt``, optional: a row-major array equal to ``b.T`` that the caller already has (a
+    recurrent layer passes ``W_hh`` beside its row-major copy ``W_hh^T``). Backward multiplies
+    by it instead of by a transposed view of ``b``, which BLAS does about 20% faster here.
     """
 
     broadcasting = True
 
     @staticmethod
-    def forward(ctx, c, a, b):
-        ctx.save_for_backward(a, b)
+    def forward(ctx, c, a, b, bt=None):
+        ctx.save_for_backward(a, b, bt)
         out = backend.matmul(a, b)
         out += c
         return out
@@ -59,6 +63,8 @@ class Addmm(Function):
     @staticmethod
     def backward(ctx, grad):
         # z = c + A @ B; dc = dz (summed over broadcast axes by the engine), dA = dz @ B^T, dB = A^T @ dz
-        a, b = ctx.saved
+        a, b, bt = ctx.saved
         gc, ga, gb = ctx.needs_input_grad
-        return (grad if gc else None), (grad @ swap_last(b) if ga else None), (weight_grad(a, grad) if gb else None)
+        # (with create_graph, b is a Tensor and bt, a constant, must not stand in for it)
+        b_t = bt if bt is not None and not isinstance(b, Tensor) else swap_last(b)
+        return (grad if gc else None), (grad @ b_t if ga else None), (weight_grad(a, grad) if gb else None)
