@@ -10,7 +10,7 @@ step outputs joined once with ``stack``. Backpropagation through time is the eng
 reverse pass over that unrolled loop. Slicing the T steps out of the projection is O(T) in
 backward because the engine sums indexing gradients into one buffer (``SparseGrad``).
 
-Forward ops per time step, per layer and direction: RNN 3, LSTM 13, GRU 14 (with or without
+Forward ops per time step, per layer and direction: RNN 3, LSTM 13, GRU 16 (with or without
 biases); per layer and direction about 8 more (projection, transposes, stack), and between
 layers in training mode one dropout multiply on the whole (T, B, D*H) output.
 """

@@ -22,9 +22,9 @@ per step is what sets the speed of small and medium models:
   check arguments that are fixed and already checked, which costs about as much as a small op.
 
 Forward ops per step: RNN 3 (pick, addmm, tanh|relu); LSTM 13 (pick, addmm, sigmoid,
-4 slices, tanh(g), 3 for c', 2 for h'); GRU 14 (pick, addmm (+ b_hh),
-add, sigmoid, 2 slices for r and z, 5 for n, 3 for h'; with a matmul in place of the addmm
-without biases). The backward pass
+4 slices, tanh(g), 3 for c', 2 for h'); GRU 16 (pick, addmm (+ b_hh),
+2 slices, add and sigmoid for r and z only, 2 slices for r and z, 5 for n, 3 for h'; with a
+matmul in place of the addmm without biases). The backward pass
 runs one rule per op.
 """
 
@@ -101,14 +101,14 @@ def gru_steps(xw: Sequence[Tensor], h: Tensor, whh_t: Tensor, b_hh: Tensor | Non
               hs: int, whh: Any = None) -> tuple[list[Tensor], Tensor]:
     """GRU steps; ``xw`` holds ``W_ih x_t + b_ih`` only, ``whh_t`` is ``W_hh^T`` (H, 3H), ``whh``
     optionally ``W_hh`` itself (row-major, for the backward products)."""
-    r_, z_, n_ = _cols(0, hs), _cols(hs, 2 * hs), _cols(2 * hs, 3 * hs)
+    rz_, n_, r_, z_ = _cols(0, 2 * hs), _cols(2 * hs, 3 * hs), _cols(0, hs), _cols(hs, 2 * hs)
     pick, mm, addmm = GetItem.apply, MatMul.apply, Addmm.apply
     mul, add, sub, sigmoid, tanh = Mul.apply, Add.apply, Sub.apply, Sigmoid.apply, Tanh.apply
     outs: list[Any] = [None] * len(xw)
     for t in order:
         gi = xw[t]  # W_ih x + b_ih: r | z | n
         gh = mm(h, whh_t) if b_hh is None else addmm(b_hh, h, whh_t, bt=whh)  # W_hh h + b_hh: r | z | n
-        s = sigmoid(add(gi, gh))  # r and z; the n block's sigmoid is not used
+        s = sigmoid(add(pick(gi, index=rz_), pick(gh, index=rz_)))  # r | z, one op for both gates
         # n = tanh(W_in x + b_in + r * (W_hn h + b_hn)): the reset gate acts after the matmul
         n = tanh(add(pick(gi, index=n_), mul(pick(s, index=r_), pick(gh, index=n_))))
         h = add(n, mul(pick(s, index=z_), sub(h, n)))  # h' = (1 - z) * n + z * h
