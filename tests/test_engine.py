@@ -485,17 +485,25 @@ def test_relu_of_minus_infinity_is_zero():
 
 # ---------------------------------------------------------------- buffers the engine may write into
 
-def test_only_a_rule_output_nothing_else_holds_counts_as_the_engines_own():
-    from tinygrad_rnn.autograd import _sole_owner
+def test_a_sum_is_added_into_in_place_only_when_nothing_else_holds_it():
+    from tinygrad_rnn.gradsum import SparseGrad, add_grads
 
-    fresh, kept = np.ones(3), np.ones(3)
-    assert _sole_owner((np.ones(3), None)) == 0b01
-    assert _sole_owner((kept, np.ones(3))) == 0b10  # ``kept`` is also held here
-    assert _sole_owner((fresh[:2],)) == 0  # a view: another array owns the memory
-    shared = np.ones(3)
-    pair = (shared, shared)
-    del shared
-    assert _sole_owner(pair) == 0  # one array for two inputs (what ``a + b`` returns)
+    sums = {0: np.ones(3)}  # a rule's fresh result, held only by the engine's dict of sums
+    first = id(sums[0])
+    sums[0] = add_grads(sums.get(0), np.ones(3), set())
+    assert id(sums[0]) == first and sums[0].tolist() == [2.0, 2.0, 2.0]  # added in place
+    sums[0] = add_grads(sums.get(0), SparseGrad((3,), 1, np.float64(5.0)), set())
+    assert id(sums[0]) == first and sums[0].tolist() == [2.0, 7.0, 2.0]
+
+    kept = np.ones(3)  # also held elsewhere (the caller's array, a saved one, a + b's shared one)
+    view_base = np.ones(4)
+    for held in (kept, view_base[:3]):
+        sums = {0: held}
+        before = held.copy()
+        sums[0] = add_grads(sums.get(0), np.ones(3), set())
+        sums[0] = add_grads(sums.get(0), SparseGrad((3,), 0, np.float64(1.0)), set())
+        assert sums[0] is not held and sums[0].tolist() == (before + [2.0, 1.0, 1.0]).tolist()
+        np.testing.assert_array_equal(held, before)  # never written to
 
 
 @given(arrays((2, 3), lo=-2, hi=2))

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -334,12 +333,10 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
             if g is not None:
                 if create_graph:
                     grads = _run_rule(node, g)
-                    sole = 0
                 else:
                     grads = node.backward(node, g)
                     if type(grads) is not tuple:
                         grads = (grads,)
-                    sole = _sole_owner(grads)
                 for i, (parent, ig) in enumerate(zip(node.parents, grads)):
                     if ig is None or parent is None:
                         continue
@@ -347,12 +344,7 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
                         # fast path: the common case needs no reduction and no conversion
                         if not (checked and ig.shape == parent.out_shape and ig.dtype == parent.out_dtype):
                             ig = _fit(node, i, parent, ig)
-                        sofar = node_grads.get(parent)
-                        if sofar is None and sole >> i & 1 and ig is grads[i]:
-                            owned.add(id(ig))  # a fresh array only this walk sees: later sums go into it
-                            node_grads[parent] = ig
-                        else:
-                            node_grads[parent] = add(sofar, ig, owned)
+                        node_grads[parent] = add(node_grads.get(parent), ig, owned)
                     else:  # a leaf tensor
                         data = parent.data
                         if not (checked and ig.shape == data.shape and ig.dtype == data.dtype):
@@ -374,21 +366,6 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
     for key, g in leaf_grads.items():
         _accumulate_leaf(leaves[key], g.value() if type(g) is OuterGrad else g, create_graph, handed)
     return None
-
-
-def _refcounts(grads: tuple) -> list[int]:
-    return [sys.getrefcount(ig) for ig in grads]
-
-
-def _sole_owner(grads: tuple) -> int:
-    """Bit i set when the rule's output i is an array that nothing but ``grads`` refers to and that
-    is not a view: a fresh result, not the upstream gradient, not a saved array, not returned for
-    two inputs (``a + b``). The engine may add later gradients into such an array in place."""
-    mask = 0
-    for i, n in enumerate(_refcounts(grads)):
-        if n == _SOLE_REFS and backend.owns_data(grads[i]):
-            mask |= 1 << i
-    return mask
 
 
 def _accumulate_leaf(leaf: Tensor, g: Any, create_graph: bool, handed: set[int]) -> None:
@@ -505,7 +482,3 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
 
 
 from .tensor import Tensor  # noqa: E402  (tensor.py imports this module; bound last to break the cycle)
-
-# What sys.getrefcount reports, inside _refcounts, for an array that only its grads tuple holds
-# (the count includes the call's own references, and differs between Python versions).
-_SOLE_REFS = _refcounts((backend.fresh_probe(),))[0]

@@ -16,6 +16,7 @@ array to both inputs).
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from . import backend
@@ -102,21 +103,47 @@ def add_grads(prev: Any, g: Any, owned: set[int]) -> Any:
     if isinstance(g, SparseGrad):
         if prev is None:
             buf = g.dense()
-        elif id(prev) in owned:
-            return g.add_into(prev)
+        elif id(prev) in owned or _sole(prev):
+            buf = g.add_into(prev)
         else:
             buf = g.add_into(backend.owned_copy(prev))
     elif prev is None:
         return g
-    elif id(prev) in owned:
+    elif id(prev) in owned or _sole(prev):
         prev += g
-        return prev
+        buf = prev
     else:
         buf = prev + g
     owned.add(id(buf))
     return buf
 
 
+def _sole(prev: Any) -> bool:
+    """Is ``prev``, a sum the engine keeps for one value, an array nothing else refers to and not
+    a view? Then it is a rule's fresh result (not the caller's array, not a saved one, not one
+    handed to two inputs as ``a + b`` does) and the next gradient can be added into it in place."""
+    return sys.getrefcount(prev) == _SOLE_REFS and backend.owns_data(prev)
+
+
 def add_grad_tensors(prev: Any, g: Any, owned: set[int]) -> Any:
     """create_graph mode: gradients are Tensors and every sum is a recorded op."""
     return g if prev is None else prev + g
+
+
+def _refs_seen_in_sole(prev: Any) -> int:
+    """Calls ``_refs_in_sole`` the way ``add_grads`` calls ``_sole``: one argument passed on."""
+    return _refs_in_sole(prev)
+
+
+def _refs_in_sole(prev: Any) -> int:
+    return sys.getrefcount(prev)
+
+
+def _calibrate() -> int:
+    sums = {0: backend.fresh_probe()}  # held by a dict of sums only, as node_grads holds one
+    return _refs_seen_in_sole(sums[0])
+
+
+# What sys.getrefcount reports inside _sole for an array held only by the engine's dict of sums
+# (the dict, two arguments, getrefcount's own; the count differs between Python versions).
+_SOLE_REFS = _calibrate()
