@@ -1,9 +1,10 @@
 """Core-engine benchmark: per-op overhead and large-op cost, against raw NumPy and PyTorch.
 
-Run:  python demos/bench_core.py [--repeats 30]
+Run:  python demos/bench_core.py [--repeats 30] [--processes 7]
 
 Three workloads, each forward + backward, timed side by side and interleaved in
-one process (medians after warm-up, so machine noise hits every contender alike):
+one process (medians after warm-up, so machine noise hits every contender alike); the
+large ops in several fresh processes, since each process lands its arrays differently:
 
 1. a chain of 1,000 tiny ops, ``h = h * 0.999 + a`` on 4 elements (2,000 ops):
    the cost per op is pure framework overhead;
@@ -19,9 +20,12 @@ is included when it is installed (``pip install torch==2.13.0`` gives a CPU buil
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -170,43 +174,66 @@ def interleaved_medians(contenders: dict[str, Callable[[], None]], repeats: int,
 
 
 def report(title: str, medians: dict[str, float], unit: str, scale: float,
-           spread: dict[str, tuple[float, float]] | None = None) -> None:
+           spread: dict[str, tuple[float, float]] | None = None, ratio: dict[str, float] | None = None) -> None:
+    """One table; with ``ratio``, the ratios are medians over processes (their range in brackets)."""
     print(f"\n{title}")
     base = medians["tinygrad_rnn"]
     for name, t in medians.items():
-        ratio = "" if name == "tinygrad_rnn" else f"   tinygrad_rnn / {name} = {base / t:.2f}x time"
-        if spread and name in spread:
-            ratio += f" (layouts: {spread[name][0]:.2f}x to {spread[name][1]:.2f}x)"
-        print(f"  {name:<14} {t * scale:10.1f} {unit}{ratio}")
+        text = ""
+        if name != "tinygrad_rnn":
+            r = ratio[name] if ratio else base / t
+            text = f"   tinygrad_rnn / {name} = {r:.2f}x time"
+            if spread:
+                text += f" (processes: {spread[name][0]:.2f}x to {spread[name][1]:.2f}x)"
+        print(f"  {name:<14} {t * scale:10.1f} {unit}{text}")
 
 
-def over_layouts(makers: tuple, layouts: int, repeats: int) -> tuple[dict, dict]:
-    """Interleaved medians in several memory layouts: (median over layouts, ratio range per contender).
+LARGE = {"matmul 64x256 @ 256x1024, forward + backward": (matmul_tg, matmul_numpy, matmul_torch),
+         "tanh over 64x1024, forward + backward": (tanh_tg, tanh_numpy, tanh_torch)}
 
-    Where a large op's arrays land in memory moves its time by up to 20% here (cache-set and
-    4K-aliasing effects between input and output streams), and a process gets one layout: one
-    run alone can land on a lucky or unlucky one for either contender. Each layout shifts the
-    heap by a random amount before allocating fresh inputs.
-    """
-    rng, keep, rows = np.random.default_rng(0), [], []
-    for k in range(layouts):
-        keep.append(np.empty(int(rng.integers(1, 4096)) * 16, np.uint8))  # move where the next arrays land
-        data = make_large(np.random.default_rng(k))
-        keep.append(data)
+
+def large_op_medians(repeats: int) -> dict[str, dict[str, float]]:
+    """Interleaved medians of every large-op workload in this process: {title: {contender: s}}."""
+    data = make_large(np.random.default_rng(0))
+    out = {}
+    for title, makers in LARGE.items():
         contenders = {"tinygrad_rnn": makers[0](data), "raw NumPy": makers[1](data)}
         if torch:
             contenders["PyTorch"] = makers[2](data)
-        rows.append(interleaved_medians(contenders, repeats, warmup=10))
-    medians = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
-    ratios = {k: [r["tinygrad_rnn"] / r[k] for r in rows] for k in rows[0] if k != "tinygrad_rnn"}
-    return medians, {k: (min(v), max(v)) for k, v in ratios.items()}
+        out[title] = interleaved_medians(contenders, repeats, warmup=30)
+    return out
+
+
+def over_processes(processes: int, repeats: int) -> dict[str, tuple[dict, dict]]:
+    """The large-op medians measured in several fresh processes: {title: (medians, ratio ranges)}.
+
+    A large op's time depends on where its arrays land in physical memory (cache-set
+    conflicts): here the same tanh runs at 40 or at 48 us depending on the process, and
+    stays there for the life of the process. One process alone can land either way, so
+    each one measures and the median over processes is reported, with the range.
+    """
+    cmd = [sys.executable, __file__, "--worker", "--repeats", str(repeats)]
+    runs = [json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+            for _ in range(processes)]
+    result = {}
+    for title in LARGE:
+        rows = [r[title] for r in runs]
+        medians = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+        ratios = {k: sorted(r["tinygrad_rnn"] / r[k] for r in rows) for k in rows[0] if k != "tinygrad_rnn"}
+        result[title] = (medians, {k: (v[0], v[-1]) for k, v in ratios.items()},
+                         {k: statistics.median(v) for k, v in ratios.items()})
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--layouts", type=int, default=7, help="memory layouts for the large ops [7]")
+    parser.add_argument("--processes", type=int, default=7, help="fresh processes for the large ops [7]")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one process's large-op medians
     args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(large_op_medians(args.repeats * 3)))
+        return
     print(f"tinygrad_rnn {tg.__version__}, NumPy {np.__version__}"
           + (f", PyTorch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else ", PyTorch absent"))
 
@@ -216,10 +243,8 @@ def main() -> None:
     report(f"chain of {2 * CHAIN} tiny ops (h = h * 0.999 + a, 4 elements), forward + backward, per op",
            interleaved_medians(chain, args.repeats), "us/op", 1e6 / (2 * CHAIN))
 
-    for title, makers in [("matmul 64x256 @ 256x1024, forward + backward", (matmul_tg, matmul_numpy, matmul_torch)),
-                          ("tanh over 64x1024, forward + backward", (tanh_tg, tanh_numpy, tanh_torch))]:
-        medians, spread = over_layouts(makers, args.layouts, args.repeats * 2)
-        report(f"{title}, median over {args.layouts} memory layouts", medians, "us", 1e6, spread)
+    for title, (medians, spread, ratio) in over_processes(args.processes, args.repeats).items():
+        report(f"{title}, median over {args.processes} processes", medians, "us", 1e6, spread, ratio)
 
 
 if __name__ == "__main__":
