@@ -33,3 +33,14 @@ def test_char_lstm_demo_trains_and_samples(tmp_path):
     assert result.returncode == 0, result.stderr
     losses = [float(line.split("loss ")[1].split()[0]) for line in result.stdout.splitlines() if "loss " in line]
     assert losses[-1] < losses[0] - 1.0
+
+
+def test_bench_core_runs_every_workload_and_prints_ratios():
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.abspath(DEMOS))}  # this checkout's package
+    result = subprocess.run([sys.executable, os.path.join(DEMOS, "bench_core.py"), "--repeats", "1",
+                             "--processes", "2"], capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for workload in ("chain of 2000 tiny ops", "matmul 64x256 @ 256x1024", "tanh over 64x1024"):
+        assert workload in out
+    assert out.count("tinygrad_rnn / raw NumPy = ") == 3 and "median over 2 processes" in out

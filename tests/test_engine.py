@@ -536,3 +536,17 @@ def test_addmm_with_the_row_major_transpose_of_b_gives_the_same_gradients(a, b, 
     ta, tb, tc = leaf(a), leaf(b), leaf(c)  # create_graph: b itself (a Tensor) is used, bt ignored
     (ga,) = tg.grad(Addmm.apply(tc, ta, tb, bt=np.zeros_like(b.T)).sum(), ta, create_graph=True)
     np.testing.assert_allclose(ga.numpy(), np.ones((3, 5)) @ b.T, **F64)
+
+
+def test_a_leaf_used_through_its_transpose_gets_a_row_major_grad():
+    # the gradient reaches W as a transposed view; .grad must match W's layout (optimizers
+    # run elementwise passes over both) and hold the right values
+    w = leaf(np.arange(6.0).reshape(2, 3))
+    x = leaf(np.ones((4, 3)))
+    (x @ w.T).sum().backward()
+    assert w.grad.numpy().flags.c_contiguous
+    np.testing.assert_array_equal(w.grad.numpy(), np.full((2, 3), 4.0))
+    big = leaf(np.ones((300, 400)))  # large enough for the blocked transposed copy
+    (leaf(np.ones((2, 400))) @ big.T).sum().backward()
+    assert big.grad.numpy().flags.c_contiguous
+    np.testing.assert_array_equal(big.grad.numpy(), np.full((300, 400), 2.0))

@@ -245,8 +245,16 @@ def fresh_probe() -> Array:
 
 
 def owned_copy(a: Array) -> Array:
-    """A fresh, writable, contiguous copy (of an array, a broadcast view or a NumPy scalar)."""
-    return get_xp(a).array(a, copy=True)
+    """A fresh, writable, row-major copy (of an array, a broadcast view or a NumPy scalar).
+
+    Row-major whatever ``a`` is: a weight's gradient arrives as a transposed view when the
+    weight was used as ``W.T``, and a column-major ``.grad`` next to a row-major parameter
+    made every optimizer pass over them strided (Adam on L: 35 ms instead of 14).
+    """
+    if isinstance(a, np.ndarray):
+        out = ascontiguousarray(a)  # copies a transposed view in cache-friendly blocks
+        return out if out is not a else a.copy()
+    return get_xp(a).array(a, copy=True, order="C")
 
 
 def owns_data(a: Array) -> bool:
