@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import gc
 import io
+import subprocess
 import sys
+import textwrap
 import tracemalloc
 import weakref
 
@@ -550,3 +552,22 @@ def test_a_leaf_used_through_its_transpose_gets_a_row_major_grad():
     (leaf(np.ones((2, 400))) @ big.T).sum().backward()
     assert big.grad.numpy().flags.c_contiguous
     np.testing.assert_array_equal(big.grad.numpy(), np.full((300, 400), 2.0))
+
+
+def test_in_place_sums_are_calibrated_without_a_tracer_in_the_way():
+    # a tracer that reads frame locals during the import (a debugger) must not inflate the
+    # reference count that decides when a gradient sum may be written in place
+    code = textwrap.dedent("""
+        import sys
+        def tracer(frame, event, arg):
+            frame.f_locals
+            return tracer
+        sys.settrace(tracer)
+        from tinygrad_rnn import gradsum
+        sys.settrace(None)
+        print(gradsum._SOLE_REFS, gradsum._calibrate())
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    traced, plain = out.stdout.split()
+    assert traced == plain

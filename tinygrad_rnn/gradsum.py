@@ -140,8 +140,18 @@ def _refs_in_sole(prev: Any) -> int:
 
 
 def _calibrate() -> int:
-    sums = {0: backend.fresh_probe()}  # held by a dict of sums only, as node_grads holds one
-    return _refs_seen_in_sole(sums[0])
+    # A tracer or profiler (a debugger stepping through the import) may hold each frame's locals
+    # in an extra dict, which would make the count too high and _sole too trusting: switched off
+    # while counting. Under tracing later, counts only come out higher, so _sole only says no.
+    trace, profile = sys.gettrace(), sys.getprofile()
+    sys.settrace(None)
+    sys.setprofile(None)
+    try:
+        sums = {0: backend.fresh_probe()}  # held by a dict of sums only, as node_grads holds one
+        return _refs_seen_in_sole(sums[0])
+    finally:
+        sys.settrace(trace)
+        sys.setprofile(profile)
 
 
 # What sys.getrefcount reports inside _sole for an array held only by the engine's dict of sums
