@@ -9,9 +9,10 @@ until then:
 * ``OuterGrad``: what a matmul's weight gradient is (``x^T @ dz``). A weight used at every
   step gives T of them; they become ONE (K, T*B) @ (T*B, N) product at the end.
 
-Sums go into buffers the engine allocated itself whenever possible, in place; an array a
-backward rule returned is never written to (it may be shared: ``a + b`` hands the same
-array to both inputs).
+Sums go into buffers the engine allocated itself whenever possible, in place. An array a
+backward rule returned may be shared (``a + b`` hands the same array to both inputs; a rule
+may return its upstream gradient or a saved array), so it is written to only when its
+reference count shows that the engine's dict of sums is its one holder (``_sole``).
 """
 
 from __future__ import annotations
