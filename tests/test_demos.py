@@ -44,3 +44,15 @@ def test_bench_core_runs_every_workload_and_prints_ratios():
     for workload in ("chain of 2000 tiny ops", "matmul 64x256 @ 256x1024", "tanh over 64x1024"):
         assert workload in out
     assert out.count("tinygrad_rnn / raw NumPy = ") == 3 and "median over 2 processes" in out
+
+
+def test_profile_step_splits_a_step_by_op_and_engine():
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.abspath(DEMOS))}  # this checkout's package
+    result = subprocess.run([sys.executable, os.path.join(DEMOS, "profile_step.py"), "S", "--steps", "1"],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("config S (lstm):")
+    shares = [float(line.rsplit(None, 1)[-1].rstrip("%")) for line in lines[1:]]
+    assert any("forward  Addmm" in line for line in lines) and "the rest" in lines[-1]
+    assert abs(sum(shares) - 100) < 1.0  # the parts add up to the step
