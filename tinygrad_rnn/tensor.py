@@ -170,10 +170,6 @@ class Tensor:
                 (by default only when ``create_graph``).
             create_graph: record the backward pass (for second derivatives).
         """
-        if self.node is not None and not create_graph and backend.same_array_kind(grad, self.data):
-            # the common case, an array of our shape and dtype: nothing to check or convert
-            autograd.run_backward((self,), (grad,), bool(retain_graph), False)
-            return
         grads = None if grad is None else [grad]  # one output: a list here is data, not one grad per output
         autograd.backward(self, grads, retain_graph=retain_graph, create_graph=create_graph)  # None: = create_graph
 
