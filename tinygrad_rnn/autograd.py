@@ -58,7 +58,7 @@ class Function:
     input's shape. Any other op must return gradients of its inputs' exact shapes.
     """
 
-    __slots__ = ("parents", "saved", "seq", "out_shape", "out_dtype", "out_index", "input_ids", "__dict__")
+    __slots__ = ("parents", "saved", "seq", "out_shape", "out_dtype", "ids", "__dict__")
     broadcasting: ClassVar[bool] = False
 
     def save_for_backward(self, *arrays: Any) -> None:
@@ -126,12 +126,8 @@ class Function:
             ctx.seq = next(_sequence)
             ctx.out_shape = out.shape
             ctx.out_dtype = out.dtype
-            ctx.out_index = -1
-            if ctx.saved:  # for create_graph: which saved arrays are the output or an input
-                ctx.input_ids = tuple(map(id, datas))
-                for i, s in enumerate(ctx.saved):
-                    if s is out:
-                        ctx.out_index = i
+            if ctx.saved:  # for create_graph, which saved array is which input or the output: their ids
+                ctx.ids = (*map(id, datas), id(out))
         if STATE.anomaly and not backend.is_finite(out):
             raise AnomalyError(f"detect_anomaly: forward of {cls.__name__} produced NaN or Inf "
                                f"(input shapes {_shapes(args)})")
@@ -252,11 +248,13 @@ def _seq(node: Function) -> int:
 def _saved_as_tensors(node: Function) -> tuple:
     """For create_graph: saved inputs and outputs become Tensors connected to their nodes, so the
     backward rule's ops extend the graph; other saved arrays are constants (masks, indices)."""
+    if not node.saved:
+        return ()
     out = []
-    for i, s in enumerate(node.saved):
-        parent: Any = node if i == node.out_index else None
-        if parent is None and id(s) in node.input_ids:
-            parent = node.parents[node.input_ids.index(id(s))]
+    ids = node.ids  # the inputs' ids, then the output's (all alive at forward: no two alike)
+    for s in node.saved:
+        key = id(s)
+        parent: Any = node if key == ids[-1] else node.parents[ids.index(key)] if key in ids else None
         if isinstance(parent, Function):  # a second handle on that node's output: same array, same node
             t = Tensor.__new__(Tensor)
             t.data, t.grad, t.node, t.requires_grad = s, None, parent, True

@@ -101,8 +101,9 @@ class Pow(Function):
     def backward(ctx, grad):
         # z = x ** p; dz/dx = p * x ** (p - 1), dz/dp = z * log(x)
         x, p, z = ctx.saved
-        gx = grad * p * x ** (p - 1) if ctx.needs_input_grad[0] else None
-        gp = grad * z * log(x) if ctx.needs_input_grad[1] else None
+        need_x, need_p = ctx.needs_input_grad
+        gx = grad * p * x ** (p - 1) if need_x else None
+        gp = grad * z * log(x) if need_p else None
         return gx, gp
 
 
@@ -261,8 +262,9 @@ class Where(Function):
     def backward(ctx, grad):
         # z = cond ? x : y; dz/dx = cond, dz/dy = not cond
         (cond,) = ctx.saved
-        gx = grad * cond if ctx.needs_input_grad[1] else None
-        gy = grad * ~cond if ctx.needs_input_grad[2] else None
+        _, need_x, need_y = ctx.needs_input_grad
+        gx = grad * cond if need_x else None
+        gy = grad * ~cond if need_y else None
         return None, gx, gy
 
 

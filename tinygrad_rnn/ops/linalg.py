@@ -27,9 +27,8 @@ class MatMul(Function):
     def backward(ctx, grad):
         # Z = X @ Y; dX = dZ @ Y^T, dY = X^T @ dZ
         x, y = ctx.saved
-        gx = grad @ swap_last(y) if ctx.needs_input_grad[0] else None
-        gy = weight_grad(x, grad) if ctx.needs_input_grad[1] else None
-        return gx, gy
+        need_x, need_y = ctx.needs_input_grad
+        return (grad @ swap_last(y) if need_x else None), (weight_grad(x, grad) if need_y else None)
 
 
 def weight_grad(x, grad):
