@@ -188,9 +188,9 @@ class _RNNBase(Module):
              order: range) -> tuple:
         """One layer in one direction over x (T, B, I): (per-step outputs, final h[, final c])."""
         # Used at every step: BLAS is faster on a row-major copy of W_hh^T than on a view, and the
-        # backward product dA @ W_hh faster on a row-major W_hh: a copy too, since an optimizer
-        # step updates the parameter's array in place (a retained graph must not see that).
-        whh_t, whh = Contiguous.apply(w_hh.T), backend.owned_copy(w_hh.data)
+        # backward product dA @ W_hh faster on W_hh's own row-major array (parameter updates bind
+        # new arrays, so a graph keeps the values it was recorded with).
+        whh_t, whh = Contiguous.apply(w_hh.T), w_hh.data
         if self.mode == "GRU":
             xw = input_projection(x, w_ih, b[0] if b else None)
             return gru_steps(xw, state[0], whh_t, b[1] if b else None, order, self.hidden_size, whh)

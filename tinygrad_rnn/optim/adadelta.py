@@ -43,7 +43,7 @@ class Adadelta(Optimizer):
         if "rho" in options and not 0.0 <= options["rho"] <= 1.0:
             raise ValueError(f"Adadelta: invalid rho {options['rho']!r}: it must be in [0, 1]")
 
-    def _update(self, p: Array, grad: Array, state: dict[str, Any], group: dict[str, Any]) -> None:
+    def _update(self, p: Array, grad: Array, state: dict[str, Any], group: dict[str, Any]) -> Array:
         lr, rho, eps = float(group["lr"]), float(group["rho"]), float(group["eps"])
         xp = backend.get_xp(p)
         if not state:
@@ -70,4 +70,4 @@ class Adadelta(Optimizer):
         u *= rho
         u += tmp
         delta *= lr
-        p -= delta
+        return xp.subtract(p, delta, out=delta)

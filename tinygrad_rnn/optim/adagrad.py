@@ -42,7 +42,7 @@ class Adagrad(Optimizer):
         check_options("Adagrad", options,
                       nonneg=("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"))
 
-    def _update(self, p: Array, grad: Array, state: dict[str, Any], group: dict[str, Any]) -> None:
+    def _update(self, p: Array, grad: Array, state: dict[str, Any], group: dict[str, Any]) -> Array:
         xp = backend.get_xp(p)
         if not state:
             state["step"] = 0
@@ -58,4 +58,4 @@ class Adagrad(Optimizer):
         tmp += float(group["eps"])
         xp.divide(g, tmp, out=tmp)
         tmp *= clr
-        p -= tmp
+        return xp.subtract(p, tmp, out=tmp)

@@ -54,7 +54,7 @@ class Adam(Optimizer):
             if not 0.0 <= b < 1.0:
                 raise ValueError(f"{name}: invalid beta parameter at index {i}: {b!r}; it must be in [0, 1)")
 
-    def _update(self, p: Array, grad: Array, state: dict[str, Any], group: dict[str, Any]) -> None:
+    def _update(self, p: Array, grad: Array, state: dict[str, Any], group: dict[str, Any]) -> Array:
         lr, eps, weight_decay = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
         beta1, beta2 = (float(b) for b in group["betas"])
         xp = backend.get_xp(p)
@@ -70,7 +70,7 @@ class Adam(Optimizer):
 
         decoupled = group["decoupled_weight_decay"]
         if decoupled and weight_decay != 0:
-            p *= 1.0 - lr * weight_decay
+            p = p * (1.0 - lr * weight_decay)  # a new array: the old one may be saved in a graph
         g = effective_grad(p, grad, 0.0 if decoupled else weight_decay, group["maximize"])
 
         # One scratch array serves every intermediate (the ufuncs write into it with out=),
@@ -94,7 +94,7 @@ class Adam(Optimizer):
         tmp += eps
         xp.divide(m, tmp, out=tmp)
         tmp *= lr / bias_correction1
-        p -= tmp
+        return xp.subtract(p, tmp, out=tmp)
 
 
 class AdamW(Adam):

@@ -6,10 +6,14 @@ defaults where the group does not set them (PyTorch's semantics). ``state`` maps
 each parameter to a dict of its running buffers (NumPy or CuPy arrays, on the
 parameter's device and in its dtype) and its step count.
 
-Updates work on the raw ``.data`` arrays, in place: nothing is recorded on the tape,
-the parameters keep their identity (a model's weights stay the optimizer's), and no
-float32 parameter meets a float64 array (scalars are Python floats, which NumPy and
-CuPy treat as "weak" and never promote a float32 array with).
+Updates work on the raw ``.data`` arrays, so nothing is recorded on the tape. The
+Parameters keep their identity (a model's weights stay the optimizer's), but each step
+binds a new array to ``.data`` rather than writing into the old one, as ``x -= y`` on a
+Tensor and ``load_state_dict`` do: a graph recorded before the step (kept with
+``retain_graph=True``) saved the old arrays and must keep seeing the values it was
+computed with. The new array is the update's own scratch array, so this costs no extra
+pass. No float32 parameter meets a float64 array (scalars are Python floats, which NumPy
+and CuPy treat as "weak" and never promote a float32 array with).
 """
 
 from __future__ import annotations
@@ -144,11 +148,12 @@ class Optimizer:
                 if backend.device_of(grad) != backend.device_of(p.data):
                     raise DeviceError(f"{type(self).__name__}.step: gradient on {backend.device_of(grad)} "
                                       f"for a parameter on {backend.device_of(p.data)}; move both with .to()")
-                self._update(p.data, grad, self.state.setdefault(p, {}), group)
+                p.data = self._update(p.data, grad, self.state.setdefault(p, {}), group)
         return loss
 
-    def _update(self, p: Array, grad: Array, state: dict[str, Any], group: dict[str, Any]) -> None:
-        """Apply the update rule to one parameter array ``p``, in place."""
+    def _update(self, p: Array, grad: Array, state: dict[str, Any], group: dict[str, Any]) -> Array:
+        """The update rule for one parameter array ``p``: returns the updated values as a new
+        array (``p`` itself is left as it was) and updates ``state`` in place."""
         raise NotImplementedError(f"{type(self).__name__} does not define _update()")
 
     # ------------------------------------------------------------ state

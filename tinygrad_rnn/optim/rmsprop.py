@@ -45,7 +45,7 @@ class RMSprop(Optimizer):
     def _validate(self, options: dict[str, Any]) -> None:
         check_options("RMSprop", options, nonneg=("lr", "alpha", "eps", "weight_decay", "momentum"))
 
-    def _update(self, p: Array, grad: Array, state: dict[str, Any], group: dict[str, Any]) -> None:
+    def _update(self, p: Array, grad: Array, state: dict[str, Any], group: dict[str, Any]) -> Array:
         lr, alpha, eps = float(group["lr"]), float(group["alpha"]), float(group["eps"])
         momentum = float(group["momentum"])
         xp = backend.get_xp(p)
@@ -84,4 +84,4 @@ class RMSprop(Optimizer):
             xp.multiply(buf, lr, out=tmp)
         else:
             tmp *= lr
-        p -= tmp
+        return xp.subtract(p, tmp, out=tmp)

@@ -55,7 +55,7 @@ class SGD(Optimizer):
             raise ValueError("SGD: Nesterov momentum requires a momentum > 0 and zero dampening "
                              f"(got momentum={options['momentum']}, dampening={options['dampening']})")
 
-    def _update(self, p: Array, grad: Array, state: dict[str, Any], group: dict[str, Any]) -> None:
+    def _update(self, p: Array, grad: Array, state: dict[str, Any], group: dict[str, Any]) -> Array:
         lr, momentum, dampening = float(group["lr"]), float(group["momentum"]), float(group["dampening"])
         g = effective_grad(p, grad, float(group["weight_decay"]), group["maximize"])
         if momentum != 0:
@@ -73,8 +73,4 @@ class SGD(Optimizer):
                 update = buf
         else:
             update = g
-        if update is grad or update is state.get("momentum_buffer"):
-            p -= update * lr  # never scale the caller's gradient or the state in place
-        else:
-            update *= lr  # a temporary of ours: reuse it
-            p -= update
+        return p - update * lr  # new arrays: neither the caller's gradient nor the state is scaled
