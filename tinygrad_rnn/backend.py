@@ -239,11 +239,6 @@ def _transposed_copy(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def fresh_probe() -> Array:
-    """A new one-element array that nothing else refers to (for the engine's reference-count calibration)."""
-    return np.empty(1)
-
-
 def owned_copy(a: Array) -> Array:
     """A fresh, writable, row-major copy (of an array, a broadcast view or a NumPy scalar).
 

@@ -51,8 +51,7 @@ class LSTMCellFused(Function):
         hs = c.shape[-1]
         dh, dc = grad[0], grad[1]
         i, f, g, o = s[:, :hs], s[:, hs: 2 * hs], s[:, 2 * hs: 3 * hs], s[:, 3 * hs:]
-        dct = 1 - tc * tc
-        dct *= dh
+        dct = backend.tanh_grad(dh, tc)  # dh' (1 - tanh(c')^2), in one new array
         dct *= o
         dct += dc
         da = backend.get_xp(s).empty(s.shape, dtype=s.dtype)
