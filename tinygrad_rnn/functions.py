@@ -99,12 +99,23 @@ def one_hot(index: Tensor, num_classes: int, dtype: Any = None) -> Tensor:
     return Tensor(backend.one_hot(index.data, num_classes, backend.to_dtype(dtype)))
 
 
-def softmax(x: Tensor, axis: int = -1) -> Tensor:
-    return x.softmax(axis)
+def _axis_or_dim(op: str, axis: int, dim: int | None) -> int:
+    """PyTorch code says ``dim=``, NumPy code ``axis=``: accept either (not both)."""
+    if dim is None:
+        return axis
+    if axis != -1 and axis != dim:
+        raise TypeError(f"{op}: got both axis={axis} and dim={dim}; pass one of them")
+    return dim
 
 
-def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
-    return x.log_softmax(axis)
+def softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
+    """exp(x) / sum(exp(x)) along ``axis`` (``dim`` is PyTorch's name for it); same shape as x."""
+    return x.softmax(_axis_or_dim("softmax", axis, dim))
+
+
+def log_softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
+    """x - logsumexp(x) along ``axis``, computed stably; same shape as x."""
+    return x.log_softmax(_axis_or_dim("log_softmax", axis, dim))
 
 
 def logsumexp(x: Tensor, axis: Any = -1, keepdims: bool = False) -> Tensor:

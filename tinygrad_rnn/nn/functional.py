@@ -20,7 +20,9 @@ from typing import Any
 from .. import backend
 from ..backend import DTypeLike, Generator
 from ..errors import DTypeError, ShapeError
-from ..functions import logsumexp, relu, sigmoid, stack, tanh, where  # the same functions as at the top level
+from ..functions import (  # the same functions as at the top level
+    log_softmax, logsumexp, relu, sigmoid, softmax, stack, tanh, where,
+)
 from ..functions import one_hot as _one_hot
 from ..ops.linalg import Addmm
 from ..tensor import Tensor
@@ -34,25 +36,6 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 
 # ---------------------------------------------------------------- activations
-
-def _axis_or_dim(op: str, axis: int, dim: int | None) -> int:
-    """PyTorch code says ``dim=``, NumPy code ``axis=``: accept either (not both)."""
-    if dim is None:
-        return axis
-    if axis != -1 and axis != dim:
-        raise TypeError(f"{op}: got both axis={axis} and dim={dim}; pass one of them")
-    return dim
-
-
-def softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
-    """exp(x) / sum(exp(x)) along ``axis`` (``dim`` is PyTorch's name for it); same shape as x."""
-    return x.softmax(_axis_or_dim("softmax", axis, dim))
-
-
-def log_softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
-    """x - logsumexp(x) along ``axis``, computed stably; same shape as x."""
-    return x.log_softmax(_axis_or_dim("log_softmax", axis, dim))
-
 
 def softplus(x: Tensor) -> Tensor:
     """log(1 + exp(x)) elementwise, as logsumexp([0, x]): stable and smooth for any x."""
@@ -181,11 +164,11 @@ def _check_reduction(op: str, reduction: str) -> None:
 def _reduce(loss: Tensor, reduction: str, denominator: float | None = None) -> Tensor:
     if reduction == "none":
         return loss
-    total = loss.sum()
     if reduction == "sum":
-        return total
-    n = loss.numel() if denominator is None else denominator
-    return total * (1.0 / n if n else float("nan"))  # 0/0 is NaN, as PyTorch's mean over nothing
+        return loss.sum()
+    if denominator is None:
+        return loss.mean()
+    return loss.sum() * (1.0 / denominator if denominator else float("nan"))  # 0/0 is NaN, as in PyTorch
 
 
 def _class_loss(op: str, log_probs: Tensor, target: Any, weight: Any, ignore_index: int,

@@ -37,7 +37,7 @@ from typing import Any
 from .. import backend
 from ..backend import DTypeLike, Generator
 from ..errors import DeviceError, DTypeError, ShapeError
-from ..ops.elementwise import Add, Mul, Sigmoid, Sub, Tanh
+from ..ops.elementwise import Add, Mul, Relu, Sigmoid, Sub, Tanh
 from ..ops.fused import LSTMCellFused
 from ..ops.linalg import Addmm, MatMul
 from ..ops.shape import GetItem
@@ -120,11 +120,10 @@ def rnn_steps(xw: Sequence[Tensor], h: Tensor, whh_t: Tensor, order: range,
               relu: bool, whh: Any = None) -> tuple[list[Tensor], Tensor]:
     """Elman RNN steps; ``whh_t`` is ``W_hh^T`` (H, H), ``whh`` optionally ``W_hh`` (row-major).
     Returns (outputs by time, last h)."""
-    addmm = Addmm.apply
+    addmm, act = Addmm.apply, (Relu if relu else Tanh).apply
     outs: list[Any] = [None] * len(xw)
     for t in order:
-        a = addmm(xw[t], h, whh_t, bt=whh)
-        h = a.relu() if relu else a.tanh()
+        h = act(addmm(xw[t], h, whh_t, bt=whh))
         outs[t] = h
     return outs, h
 
