@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import random
 import statistics
 import sys
 import time
@@ -112,10 +113,14 @@ def run(cfg: BenchConfig) -> dict[str, float]:
         for fn in steps.values():
             fn(x, y)
     times: dict[str, list[float]] = {name: [] for name in steps}
-    names = list(steps)
-    for r in range(cfg.steps):
+    # Each round visits the contenders in a fresh, seeded random order (as bench_core.interleaved_medians
+    # does): with a fixed or rotated order, the same contender would always run right after PyTorch and
+    # pay for the caches and thread pools PyTorch leaves behind.
+    names, rng = list(steps), random.Random(cfg.seed)
+    for _ in range(cfg.steps):
         x, y = batch()
-        for name in names[r % len(names):] + names[:r % len(names)]:  # rotate who goes first
+        rng.shuffle(names)
+        for name in names:
             t0 = time.perf_counter()
             steps[name](x, y)
             times[name].append(time.perf_counter() - t0)

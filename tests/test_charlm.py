@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import tinygrad_rnn as tg
-from tinygrad_rnn.charlm import builtin_corpus, checkpoint, unigram_bits
+from tinygrad_rnn.charlm import builtin_corpus, checkpoint, trainer, unigram_bits
 from tinygrad_rnn.cli import main
 
 SMALL = ["--hidden-size", "16", "--num-layers", "1", "--batch-size", "4", "--seq-len", "8", "--quiet"]
@@ -82,6 +82,66 @@ def test_resume_refuses_to_change_the_model_shape(text_file, tmp_path, capsys):
     assert err.count("\n") == 1 and "--hidden-size" in err
 
 
+class FakeClock:
+    """The trainer's clock, advancing ``tick`` seconds at every reading."""
+
+    def __init__(self, tick: float) -> None:
+        self.t, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.t += self.tick
+        return self.t
+
+
+def test_resume_overrides_lr_and_decay_and_the_next_resume_keeps_the_latest_config(text_file, tmp_path,
+                                                                                    monkeypatch):
+    out = str(tmp_path / "run")
+    assert main(["train", "--data", text_file, "--max-steps", "4", "--eval-every", "100", "--out", out] + SMALL) == 0
+    # Each step reads the clock twice, 40 s apart: the 1-minute budget ends this session after one step.
+    monkeypatch.setattr(trainer, "_clock", FakeClock(40.0))
+    assert main(["train", "--resume", out, "--max-steps", "8", "--max-minutes", "1", "--lr", "0.5",
+                 "--lr-decay", "0.5"]) == 0
+    ck = checkpoint.load(os.path.join(out, "latest.npz"))
+    assert ck["step"] == 5
+    group = ck["optimizer"]["param_groups"][0]
+    assert group["lr"] == 0.5 and group["initial_lr"] == 0.5 and ck["scheduler"]["gamma"] == 0.5
+    assert read_metrics(out)[-1]["lr"] == 0.5
+    with open(os.path.join(out, "config.json"), encoding="utf-8") as fh:
+        saved = json.load(fh)
+    assert (saved["max_steps"], saved["lr"], saved["lr_decay"]) == (8, 0.5, 0.5)
+    monkeypatch.undo()
+    # No options: the run goes on with the config now in force (max_steps 8, not the first start's 4).
+    assert main(["train", "--resume", out]) == 0
+    ck = checkpoint.load(os.path.join(out, "latest.npz"))
+    assert ck["step"] == 8 and ck["config"]["max_steps"] == 8
+    assert ck["optimizer"]["param_groups"][0]["lr"] == 0.5 and ck["scheduler"]["gamma"] == 0.5
+    assert [r["step"] for r in read_metrics(out)] == list(range(1, 9))
+
+
+@pytest.mark.parametrize("tick", [0.7, 1.0, 7.0, 13.0])
+def test_a_run_ended_by_its_time_budget_always_validates_and_checkpoints_its_last_step(text_file, tmp_path,
+                                                                                       monkeypatch, tick):
+    monkeypatch.setattr(trainer, "_clock", FakeClock(tick))
+    out = str(tmp_path / "run")
+    assert main(["train", "--data", text_file, "--max-minutes", str(61 / 60), "--eval-every", "1000",
+                 "--out", out] + SMALL) == 0
+    rows = read_metrics(out)
+    assert rows and "val_loss" in rows[-1]
+    assert checkpoint.load(os.path.join(out, "latest.npz"))["step"] == rows[-1]["step"]
+    assert os.path.isfile(os.path.join(out, "best.npz"))
+
+
+def test_evaluate_restores_the_model_mode(text_file):
+    from tinygrad_rnn.charlm import CharRNN, evaluate
+
+    model = CharRNN(5, 4, 1)
+    val = np.zeros((2, 9), dtype=np.int64)
+    for mode in (True, False):
+        model.train(mode)
+        evaluate(model, val, 4)
+        assert model.training is mode
+
+
 @pytest.fixture
 def trained(text_file, tmp_path):
     out = str(tmp_path / "run")
@@ -130,7 +190,7 @@ def test_training_learns_well_below_the_unigram_baseline(trained, text_file):
     (["train", "--hidden-size", "0"], ["--hidden-size"]),
     (["train", "--model", "transformer"], ["--model"]),
     (["sample", "/nonexistent/run"], ["no such"]),
-    (["train", "--resume", "."], ["config.json"]),
+    (["train", "--resume", "."], ["latest.npz"]),
 ])
 def test_bad_input_exits_with_status_2_and_one_line(argv, words, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # an empty folder: nothing may be written to it

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import sys
@@ -16,10 +15,6 @@ from typing import Any
 
 from .backend import Generator
 from .errors import TinygradRNNError
-
-# Options fixed by a run's first start: resuming with a different value is refused.
-FIXED_ON_RESUME = ("data", "model", "hidden_size", "num_layers", "seq_len", "batch_size", "val_frac", "dtype", "seed")
-
 
 class UsageError(Exception):
     """Bad command-line input (reported as one line, status 2)."""
@@ -31,6 +26,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .charlm.model import KINDS
+
     parser = _Parser(prog="tinygrad-rnn", description="Train, sample and evaluate character-level language "
                      "models (LSTM/GRU/RNN) with tinygrad_rnn.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -41,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "trains for 5 minutes.")
     add = t.add_argument
     add("--data", metavar="PATH", help="UTF-8 text file (default: built-in stdlib corpus)")
-    add("--model", choices=["lstm", "gru", "rnn"], help="recurrent cell [lstm]")
+    add("--model", choices=list(KINDS), help="recurrent cell [lstm]")
     add("--hidden-size", type=int, help="hidden units per layer [256]")
     add("--num-layers", type=int, help="stacked recurrent layers [2]")
     add("--dropout", type=float, help="dropout between recurrent layers [0.0]")
@@ -85,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--layers", type=int, help="stacked recurrent layers")
     b.add_argument("--batch", type=int, help="parallel streams")
     b.add_argument("--seq-len", type=int, help="time steps per training step")
-    b.add_argument("--model", choices=["lstm", "gru", "rnn"], default="lstm")
+    b.add_argument("--model", choices=list(KINDS), default="lstm")
     b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     b.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     b.add_argument("--steps", type=int, default=10, help="timed steps [10]")
@@ -96,37 +93,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------- train
 
-def train_config(args: argparse.Namespace) -> tuple[Any, str | None]:
-    """The TrainConfig for ``args``: defaults, or the resumed run's config with allowed overrides."""
+def train_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``train`` options given on the command line (option name -> value)."""
     from .charlm.trainer import TrainConfig
 
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-             if getattr(args, f.name, None) is not None}
-    if not args.resume:
-        return TrainConfig(**given), None
-    path = os.path.join(args.resume, "config.json")
-    if not os.path.isfile(path):
-        raise UsageError(f"--resume {args.resume}: no config.json there (not a run folder)")
-    with open(path, encoding="utf-8") as fh:
-        saved = json.load(fh)
-    cfg = TrainConfig(**{f.name: saved[f.name] for f in dataclasses.fields(TrainConfig) if f.name in saved})
-    for name, value in given.items():
-        if name in FIXED_ON_RESUME and value != getattr(cfg, name):
-            raise UsageError(f"--resume: --{name.replace('_', '-')} was {getattr(cfg, name)!r} in this run "
-                             f"and cannot change")
-        setattr(cfg, name, value)
-    cfg.out = args.resume
-    return cfg, args.resume
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+            if getattr(args, f.name, None) is not None}
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .charlm.trainer import LN2, train
+    """A new run, or (``--resume``) the trainer continues the run with its checkpoint's config and
+    these options applied."""
+    from .charlm.trainer import LN2, TrainConfig, train
 
-    cfg, resume = train_config(args)
+    given = train_options(args)
     def log(msg: str) -> None:
-        if not cfg.quiet:
-            print(msg, flush=True)
-    summary = train(cfg, resume=resume, log=log)
+        print(msg, flush=True)
+    if args.resume:
+        summary = train(resume=args.resume, log=log, overrides=given)
+    else:
+        summary = train(TrainConfig(**given), log=log)
     best = summary["best_val_loss"]
     best_txt = f"best val {best:.4f} nats/char ({best / LN2:.3f} bpc)" if math.isfinite(best) else "no validation"
     print(f"done: {best_txt} | {summary['steps']} steps | {summary['chars_per_sec']:,.0f} chars/s | "
@@ -183,19 +169,14 @@ def cmd_eval(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------- bench
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from .charlm.bench import PRESETS, BenchConfig, bench, format_row, table_header
+    from .charlm.bench import BenchConfig, bench, format_row, table_header
 
-    unknown = [c for c in args.configs if c.upper() not in PRESETS]
-    if unknown:
-        raise UsageError(f"bench: unknown config {unknown[0]!r}; choose from {', '.join(PRESETS)}")
     sizes = {"hidden": args.hidden, "layers": args.layers, "batch": args.batch, "seq_len": args.seq_len}
-    custom = not args.configs and any(v is not None for v in sizes.values())
-    configs = [BenchConfig.preset(n, **sizes, model=args.model, device=args.device, dtype=args.dtype,
+    # Size options alone describe one custom config, built on S.
+    name = "custom" if not args.configs and any(v is not None for v in sizes.values()) else None
+    configs = [BenchConfig.preset(n, **sizes, name=name, model=args.model, device=args.device, dtype=args.dtype,
                                   steps=args.steps, warmup=args.warmup, fused=fused)
                for n in (args.configs or ["S"]) for fused in ([False, True] if args.both else [False])]
-    if custom:
-        for cfg in configs:
-            cfg.name = "custom"
     for cfg in configs:  # all checked before the first (possibly long) run
         cfg.validate()
     print(table_header(args.device, args.dtype), flush=True)

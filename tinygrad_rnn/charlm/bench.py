@@ -24,11 +24,9 @@ from typing import Any
 
 from .. import autograd, backend
 from ..backend import Generator
-from ..nn import functional as F
-from ..nn.utils import clip_grad_norm_, detach_state
 from ..optim import Adam
-from ..tensor import Tensor
 from .model import KINDS, CharRNN
+from .trainer import TrainConfig, update
 
 VOCAB = 65  # the alphabet size of the classic char-rnn corpora (tiny-shakespeare)
 PRESETS: dict[str, dict[str, int]] = {
@@ -36,7 +34,7 @@ PRESETS: dict[str, dict[str, int]] = {
     "M": {"hidden": 256, "layers": 2, "batch": 64, "seq_len": 100},
     "L": {"hidden": 512, "layers": 2, "batch": 64, "seq_len": 100},
 }
-LR, GRAD_CLIP = 2e-3, 5.0  # the trainer's defaults
+LR, GRAD_CLIP = TrainConfig.lr, TrainConfig.grad_clip  # the trainer's defaults
 
 
 @dataclass
@@ -57,17 +55,17 @@ class BenchConfig:
     fused: bool = False  # LSTM: the fused cell op instead of the composed cell
 
     @classmethod
-    def preset(cls, name: str, **overrides: Any) -> BenchConfig:
+    def preset(cls, preset: str, /, **overrides: Any) -> BenchConfig:
         """Config ``S``, ``M`` or ``L``; ``overrides`` (not None) replace any field.
 
-        A preset whose sizes were overridden is named with a star (``S*``).
+        A preset whose sizes were overridden is named with a star (``S*``), unless ``name`` is given.
         """
-        if name.upper() not in PRESETS:
-            raise ValueError(f"bench: unknown config {name!r}; choose from {', '.join(PRESETS)}")
+        if preset.upper() not in PRESETS:
+            raise ValueError(f"bench: unknown config {preset!r}; choose from {', '.join(PRESETS)}")
         given = {k: v for k, v in overrides.items() if v is not None}
-        sizes = PRESETS[name.upper()]
+        sizes = PRESETS[preset.upper()]
         changed = any(k in sizes and v != sizes[k] for k, v in given.items())
-        return cls(**(sizes | {"name": name.upper() + ("*" if changed else "")} | given))
+        return cls(**(sizes | {"name": preset.upper() + ("*" if changed else "")} | given))
 
     def validate(self) -> None:
         for field in ("hidden", "layers", "batch", "seq_len", "steps"):
@@ -121,23 +119,19 @@ class TrainStep:
         self.ops = 0
 
     def __call__(self, x: Any, y: Any) -> float:
-        sync, clock = backend.synchronize, time.perf_counter
+        """The trainer's step (:func:`~tinygrad_rnn.charlm.trainer.update`), with a timer after each phase."""
+        clock, marks = time.perf_counter, []
+
+        def phase(name: str) -> None:
+            if name == "forward":
+                self.ops = next(autograd._sequence) - first - 1
+            backend.synchronize(self.cfg.device)
+            marks.append(clock())
+
         t0 = clock()
         first = next(autograd._sequence)  # the tape's clock: its numbers stamp the recorded nodes
-        logits, state = self.model(Tensor(x), self.state)
-        loss = F.cross_entropy(logits.reshape(-1, VOCAB), Tensor(y))
-        self.ops = next(autograd._sequence) - first - 1
-        sync(self.cfg.device)
-        t1 = clock()
-        self.optimizer.zero_grad()
-        loss.backward()
-        sync(self.cfg.device)
-        t2 = clock()
-        clip_grad_norm_(self.params, GRAD_CLIP)
-        self.optimizer.step()
-        sync(self.cfg.device)
-        t3 = clock()
-        self.state = detach_state(state)
+        loss, self.state = update(self.model, self.params, self.optimizer, x, y, self.state, GRAD_CLIP, phase)
+        t1, t2, t3 = marks
         self.times = (t1 - t0, t2 - t1, t3 - t2)
         return loss.item()
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+import shutil
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 from .. import backend
 from ..tensor import Tensor
@@ -60,10 +62,20 @@ def save(path: str, state: dict[str, Any]) -> None:
     arrays: dict[str, Any] = {}
     skeleton = _split(state, "a", arrays)
     arrays["meta"] = backend.text_array(json.dumps({"format": FORMAT, "state": skeleton}))
+    write_atomic(path, lambda fh: backend.save_npz(fh, arrays))
+
+
+def write_atomic(path: str, write: Callable[[BinaryIO], Any]) -> None:
+    """Create or replace ``path`` with what ``write(fh)`` writes to a binary file, atomically.
+
+    The bytes go to a temporary file next to ``path``, are flushed and fsynced, and the file is
+    renamed over ``path`` (then the directory is fsynced): a reader sees the old file or the new
+    one, never a part, and a failed write leaves no temporary file behind.
+    """
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         with open(tmp, "wb") as fh:
-            backend.save_npz(fh, arrays)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -71,6 +83,17 @@ def save(path: str, state: dict[str, Any]) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
     _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """:func:`write_atomic` for UTF-8 text."""
+    write_atomic(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def copy_atomic(src: str, dst: str) -> None:
+    """Copy the file ``src`` to ``dst`` with :func:`write_atomic`."""
+    with open(src, "rb") as source:
+        write_atomic(dst, lambda fh: shutil.copyfileobj(source, fh))
 
 
 def load(path: str) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
+
+from .checkpoint import write_atomic
 
 
 class Progress:
@@ -66,8 +67,8 @@ def save_loss_plot(rows: list[dict[str, Any]], path: str) -> bool:
     ax.legend()
     secondary = ax.secondary_yaxis("right", functions=(lambda n: n / math.log(2), lambda b: b * math.log(2)))
     secondary.set_ylabel("bits/char")
-    tmp = f"{path}.tmp{os.getpid()}.png"
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=100, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
     return True

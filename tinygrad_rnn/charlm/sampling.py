@@ -46,9 +46,10 @@ def sample(model: CharRNN, vocab: Vocab, prime: str, length: int, temperature: f
     with no_grad():
         x = Tensor(backend.as_array([[i] for i in ids], backend.int64, device))   # (T, 1)
         logits, state = model(x, None)
-        for _ in range(length):
+        for i in range(length):
             nxt = pick(logits[-1, 0], temperature, top_k, generator)
             out.append(nxt)
-            logits, state = model(Tensor(backend.as_array([[nxt]], backend.int64, device)), state)
+            if i + 1 < length:  # the last character needs no forward pass: nothing follows it
+                logits, state = model(Tensor(backend.as_array([[nxt]], backend.int64, device)), state)
     model.train(was_training)
     return prime + vocab.decode(out)

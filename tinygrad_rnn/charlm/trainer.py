@@ -15,6 +15,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +80,9 @@ class TrainConfig:
                 raise ValueError(message)
 
 
+# Options fixed by a run's first start: resuming with a different value is refused.
+FIXED_ON_RESUME = ("data", "model", "hidden_size", "num_layers", "seq_len", "batch_size", "val_frac", "dtype", "seed")
+
 DEFAULT_MINUTES = 5.0  # the budget when neither --max-steps nor --max-minutes is given
 
 
@@ -117,26 +121,46 @@ def build(cfg: TrainConfig, text: str, vocab: Vocab | None = None) -> tuple[Run,
     return run, val
 
 
+def update(model: CharRNN, params: list[Tensor], optimizer: Adam, x: Any, y: Any, state: Any, grad_clip: float,
+           phase: Callable[[str], None] | None = None) -> tuple[Tensor, Any]:
+    """The core of a training step (shared with ``tinygrad-rnn bench``): forward ids ``x`` (T, B) from
+    ``state``, cross-entropy against the next ids ``y``, backward, global-norm clipping of ``params``'
+    gradients, an optimizer step. Returns the loss and the new state, detached (truncated BPTT).
+
+    ``phase(name)``, if given, is called after the forward (``"forward"``), the backward and the
+    optimizer step: the benchmark's timers.
+    """
+    logits, state = model(Tensor(x), state)
+    loss = F.cross_entropy(logits.reshape(-1, model.vocab_size), Tensor(y.reshape(-1)))
+    if phase:
+        phase("forward")
+    optimizer.zero_grad()
+    loss.backward()
+    if phase:
+        phase("backward")
+    clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    if phase:
+        phase("optimizer")
+    return loss, detach_state(state)  # the next step starts from here, but its gradient stops here
+
+
 def train_step(run: Run) -> float:
     """One step of truncated BPTT; returns the mean training loss (nats/char)."""
     x, y, new_epoch = run.batches.next()
     if new_epoch:  # the streams start over: forget the state, decay the learning rate
         run.state = None
         run.scheduler.step()
-    run.model.train()
-    logits, state = run.model(Tensor(x), run.state)
-    loss = F.cross_entropy(logits.reshape(-1, len(run.vocab)), Tensor(y.reshape(-1)))
-    run.optimizer.zero_grad()
-    loss.backward()
-    clip_grad_norm_(run.model.parameters(), run.cfg.grad_clip)
-    run.optimizer.step()
-    run.state = detach_state(state)  # the next step starts from here, but its gradient stops here
+    loss, run.state = update(run.model, list(run.model.parameters()), run.optimizer, x, y, run.state,
+                             run.cfg.grad_clip)
     run.step += 1
     return loss.item()
 
 
 def evaluate(model: CharRNN, val: Any, seq_len: int) -> float:
-    """Mean loss (nats/char) over every character of the validation streams."""
+    """Mean loss (nats/char) over every character of the validation streams (in eval mode;
+    the model's mode is restored afterwards)."""
+    was_training = model.training
     model.eval()
     total, count, state = 0.0, 0, None
     length = val.shape[1]
@@ -147,7 +171,7 @@ def evaluate(model: CharRNN, val: Any, seq_len: int) -> float:
             target = Tensor(val[:, p + 1: p + t + 1].T.reshape(-1))
             total += F.cross_entropy(logits.reshape(-1, model.vocab_size), target, reduction="sum").item()
             count += t * val.shape[0]
-    model.train()
+    model.train(was_training)
     return total / count
 
 
@@ -177,21 +201,40 @@ def restore(run: Run, ck: dict[str, Any]) -> None:
     run.state = _to_tensors(ck["hidden"], run.cfg.device)
 
 
+def apply_overrides(run: Run, overrides: dict[str, Any]) -> None:
+    """Make ``--lr`` / ``--lr-decay`` given on resume win over the optimizer and scheduler state that
+    :func:`restore` just put back: the lr becomes the new base of the schedule, the decay its factor."""
+    if "lr" in overrides:
+        for group in run.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] = run.cfg.lr
+        run.scheduler.base_lrs = [run.cfg.lr] * len(run.optimizer.param_groups)
+        run.scheduler._last_lr = [run.cfg.lr] * len(run.optimizer.param_groups)
+    if "lr_decay" in overrides:
+        run.scheduler.gamma = run.cfg.lr_decay
+
+
+def resume_config(saved: dict[str, Any], overrides: dict[str, Any], run_dir: str) -> TrainConfig:
+    """The config of a resumed run: the one in its latest checkpoint, with ``overrides`` applied
+    (options fixed by the run's start may not change)."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in saved.items() if k in names})
+    for name, value in overrides.items():
+        if name not in names:
+            raise ValueError(f"--resume: unknown option {name!r}")
+        if name in FIXED_ON_RESUME and value != getattr(cfg, name):
+            raise ValueError(f"--resume: --{name.replace('_', '-')} was {getattr(cfg, name)!r} in this run "
+                             f"and cannot change")
+        setattr(cfg, name, value)
+    cfg.out = run_dir
+    return cfg
+
+
 def _to_tensors(state: Any, device: str) -> Any:
     if state is None:
         return None
     if isinstance(state, tuple):
         return tuple(_to_tensors(s, device) for s in state)
     return Tensor(backend.as_array(state, None, device))
-
-
-def _write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _read_metrics(path: str) -> list[dict[str, Any]]:
@@ -214,12 +257,12 @@ class RunFolder:
 
     def write_config(self, cfg: TrainConfig, corpus: str, vocab: Vocab) -> None:
         info = dataclasses.asdict(cfg) | {"corpus": corpus, "vocab_size": len(vocab)}
-        _write_atomic(self.file("config.json"), json.dumps(info, indent=2) + "\n")
+        checkpoint.write_text_atomic(self.file("config.json"), json.dumps(info, indent=2) + "\n")
 
     def truncate_metrics(self, step: int) -> list[dict[str, Any]]:
         """Drop lines logged after ``step`` (a run killed after its last checkpoint) and return the rest."""
         rows = [r for r in _read_metrics(self.metrics_path) if r["step"] <= step]
-        _write_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
+        checkpoint.write_text_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
         return rows
 
     def append_metrics(self, row: dict[str, Any]) -> None:
@@ -237,52 +280,66 @@ def default_out() -> str:
     return os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
 
 
-def train(cfg: TrainConfig, resume: str | None = None, log: Any = print) -> dict[str, Any]:
-    """Train (or resume) a run; returns the summary (best val loss/bpc, steps, chars/s, folder)."""
+def train(cfg: TrainConfig | None = None, resume: str | None = None, log: Any = print,
+          overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train a new run with ``cfg``, or continue the run in the folder ``resume`` from its latest checkpoint,
+    with the checkpoint's config and ``overrides`` (option name -> value, e.g. ``{"max_steps": 5000}``).
+    Returns the summary (best val loss/bpc, steps, chars/s, folder, a sample)."""
+    overrides = dict(overrides or {})
+    ck = None
+    if resume:
+        latest = os.path.join(resume, "latest.npz")
+        if not os.path.isfile(latest):
+            raise ValueError(f"--resume {resume}: no latest.npz there (not a run folder, or no checkpoint yet)")
+        ck = checkpoint.load(latest)
+        cfg = resume_config(ck["config"], overrides, resume)
+    elif cfg is None:
+        cfg = TrainConfig(**overrides)
     cfg.validate()
     backend.check_device(cfg.device)
+    say = (lambda message: None) if cfg.quiet else log
     corpus = load_corpus(cfg.data)  # before the run folder exists: bad input leaves nothing behind
     folder = RunFolder(resume or cfg.out or default_out())
-    ck = checkpoint.load(folder.file("latest.npz")) if resume else None
     vocab = Vocab(ck["vocab"]) if ck else None
     run, val = build(cfg, corpus.text, vocab)
     history: list[dict[str, Any]] = []
     if ck:
         restore(run, ck)
+        apply_overrides(run, overrides)
         history = folder.truncate_metrics(run.step)
-    else:
-        folder.write_config(cfg, corpus.description, run.vocab)
-    log(f"corpus: {corpus.description}, {len(corpus.text):,} characters, vocabulary of {len(run.vocab)}; "
+    folder.write_config(cfg, corpus.description, run.vocab)  # on resume too: the overrides now in force
+    say(f"corpus: {corpus.description}, {len(corpus.text):,} characters, vocabulary of {len(run.vocab)}; "
         f"unigram baseline {unigram_bits(corpus.text):.3f} bits/char")
-    log(f"model: {run.model.kind} {cfg.num_layers}x{cfg.hidden_size}, "
+    say(f"model: {run.model.kind} {cfg.num_layers}x{cfg.hidden_size}, "
         f"{sum(p.numel() for p in run.model.parameters()):,} parameters, {cfg.device} {cfg.dtype}; "
         f"run folder {folder.path}" + (f" (resumed at step {run.step})" if ck else ""))
     budget = cfg.max_minutes * 60 if cfg.max_minutes else (DEFAULT_MINUTES * 60 if cfg.max_steps is None else None)
     return _loop(run, val, folder, history, budget)
 
 
+_clock = time.perf_counter  # the loop's clock (tests replace it)
+
+
 def _loop(run: Run, val: Any, folder: RunFolder, history: list[dict[str, Any]], budget: float | None) -> dict:
     cfg = run.cfg
     chars_per_step = cfg.batch_size * cfg.seq_len
     bar = plot.Progress(cfg.max_steps, run.step, cfg.quiet)
-    start, session_steps, last_val = time.perf_counter(), 0, None
+    start, session_steps, last_val = _clock(), 0, None
     step_time = 0.0  # training steps only: chars/s leaves out validation and file writing
-    while True:
-        done = (cfg.max_steps is not None and run.step >= cfg.max_steps) or \
-               (budget is not None and time.perf_counter() - start >= budget)
-        if done:
-            break
-        t0 = time.perf_counter()
+    finishing = cfg.max_steps is not None and run.step >= cfg.max_steps  # resumed at its last step: nothing to do
+    while not finishing:
+        t0 = _clock()
         loss = train_step(run)
-        step_time += time.perf_counter() - t0
+        t1 = _clock()
+        step_time += t1 - t0
         session_steps += 1
-        now = time.perf_counter() - start
+        now = t1 - start  # one reading decides both the row and whether this is the last step
         row = {"step": run.step, "train_loss": loss, "lr": run.optimizer.param_groups[0]["lr"],
                "epoch": run.batches.epoch, "elapsed_s": round(run.elapsed + now, 3),
-               "chars_per_sec": round(session_steps * chars_per_step / step_time, 1)}
+               "chars_per_sec": round(session_steps * chars_per_step / max(step_time, 1e-12), 1)}
         finishing = (cfg.max_steps is not None and run.step >= cfg.max_steps) or \
                     (budget is not None and now >= budget)
-        if run.step % cfg.eval_every == 0 or finishing:
+        if run.step % cfg.eval_every == 0 or finishing:  # the last step always validates and checkpoints
             last_val = _evaluate_and_save(run, val, folder, row, history, run.elapsed + now)
         folder.append_metrics(row)
         history.append(row)
@@ -305,10 +362,12 @@ def _evaluate_and_save(run: Run, val: Any, folder: RunFolder, row: dict[str, Any
     """Score the validation split, then write checkpoints, a sample and the plot."""
     val_loss = evaluate(run.model, val, run.cfg.seq_len)
     row["val_loss"], row["val_bpc"] = val_loss, val_loss / LN2
-    if val_loss < run.best_val:
+    improved = val_loss < run.best_val
+    if improved:
         run.best_val = val_loss
-        checkpoint.save(folder.file("best.npz"), checkpoint_state(run, elapsed))
     checkpoint.save(folder.file("latest.npz"), checkpoint_state(run, elapsed))
+    if improved:  # the same state: a copy of the file, not a second build and write
+        checkpoint.copy_atomic(folder.file("latest.npz"), folder.file("best.npz"))
     folder.append_sample(run.step, sample(run.model, run.vocab, _prime(run.vocab), 200, 1.0, None, run.sample_gen))
     plot.save_loss_plot(history + [row], folder.file("loss.png"))
     return val_loss
