@@ -4,7 +4,8 @@ Every optimizer's parameter trajectory is checked against a hand-written NumPy v
 its update rule (below, in textbook form) and, where torch is installed, against
 ``torch.optim`` fed the same parameters and gradients; also dtypes, parameter groups,
 skipped parameters, state-dict round trips (bit-identical resume) and argument checks.
-Schedules are compared with ``torch.optim.lr_scheduler`` value by value.
+Schedules are checked against their closed forms (ReduceLROnPlateau against a hand-computed
+sequence) and, where torch is installed, against ``torch.optim.lr_scheduler`` value by value.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tinygrad_rnn as tg
+from conftest import TOL
 from tinygrad_rnn.nn import Parameter
 from tinygrad_rnn.optim import SGD, Adadelta, Adagrad, Adam, AdamW, Optimizer, RMSprop, lr_scheduler
 
@@ -152,6 +154,13 @@ def draw_problem(data):
     return p0, [[g if keep else None for g, keep in zip(gs, ks)] for gs, ks in zip(grads, present)]
 
 
+def fixed_problem(seed):
+    """Initial parameters (one per shape in SHAPES) and STEPS gradients for each, from ``seed``."""
+    rng = np.random.default_rng(seed)
+    p0 = [rng.standard_normal(s) for s in SHAPES]
+    return p0, [[rng.standard_normal(s) for s in SHAPES] for _ in range(STEPS)]
+
+
 def make_params(p0, dtype="float64"):
     return [Parameter(tg.tensor(np.asarray(a), dtype=dtype)) for a in p0]
 
@@ -231,24 +240,20 @@ def test_step_binds_new_values_records_nothing_and_leaves_grads_alone(name):
 @pytest.mark.parametrize("name", list(SPECS))
 def test_float32_parameters_and_state_stay_float32(name):
     cls, ref, _, full = SPECS[name]
-    rng = np.random.default_rng(1)
-    p0 = [rng.standard_normal(s) for s in SHAPES]
-    grads = [[rng.standard_normal(s) for s in SHAPES] for _ in range(STEPS)]
+    p0, grads = fixed_problem(1)
     params = make_params(p0, "float32")
     opt = cls(params, **full)
     ours = run_ours(opt, params, [[g.astype(np.float32) for g in gs] for gs in grads])
     for p in params:
         assert p.dtype == np.float32
         assert all(v.dtype == np.float32 for v in opt.state[p].values() if hasattr(v, "dtype"))
-    assert_trajectories_close(ours, run_ref(ref, p0, grads, [full] * len(p0)), rtol=1e-4, atol=1e-5)
+    assert_trajectories_close(ours, run_ref(ref, p0, grads, [full] * len(p0)), **TOL[np.dtype(np.float32)])
 
 
 @pytest.mark.parametrize("name", list(SPECS))
 def test_param_groups_use_their_own_options(name):
     cls, ref, _, full = SPECS[name]
-    rng = np.random.default_rng(2)
-    p0 = [rng.standard_normal(s) for s in SHAPES]
-    grads = [[rng.standard_normal(s) for s in SHAPES] for _ in range(STEPS)]
+    p0, grads = fixed_problem(2)
     override = {"lr": full["lr"] / 3, "weight_decay": 0.0}
     params = make_params(p0)
     opt = cls([{"params": params[:2]}, {"params": params[2:], **override}], **full)
@@ -300,9 +305,7 @@ def test_step_runs_the_closure_with_grad_enabled_and_returns_its_loss():
 @pytest.mark.parametrize("name", list(SPECS))
 def test_state_dict_resume_is_bit_identical_to_an_uninterrupted_run(name):
     cls, _, _, full = SPECS[name]
-    rng = np.random.default_rng(3)
-    p0 = [rng.standard_normal(s) for s in SHAPES]
-    grads = [[rng.standard_normal(s) for s in SHAPES] for _ in range(STEPS)]
+    p0, grads = fixed_problem(3)
     params = make_params(p0)
     straight = run_ours(cls(params, **full), params, grads)
 
@@ -364,6 +367,38 @@ def test_load_state_dict_casts_to_the_parameter_dtype_and_device(device):
     for key in ("exp_avg", "exp_avg_sq"):
         assert opt2.state[q][key].dtype == np.float32 and tg.Tensor(opt2.state[q][key]).device == q.device
     assert opt2.state[q]["step"] == 1
+
+
+def test_load_state_dict_fills_options_the_checkpoint_lacks_with_the_defaults():
+    # a checkpoint from before an option existed: the option takes this optimizer's default
+    p0, grads = fixed_problem(4)
+    params = make_params(p0)
+    straight = run_ours(Adam(params, lr=0.1, weight_decay=0.1), params, grads[:2])
+
+    params = make_params(p0)
+    opt = Adam(params, lr=0.1, weight_decay=0.1)
+    run_ours(opt, params, grads[:1])
+    saved = opt.state_dict()
+    del saved["param_groups"][0]["decoupled_weight_decay"], saved["param_groups"][0]["amsgrad"]
+    resumed = make_params([p.numpy().copy() for p in params])
+    opt2 = Adam(resumed, lr=0.1, weight_decay=0.1)
+    opt2.load_state_dict(saved)
+    assert opt2.param_groups[0]["decoupled_weight_decay"] is False and opt2.param_groups[0]["amsgrad"] is False
+    for x, y in zip(straight[-1], run_ours(opt2, resumed, grads[1:2])[-1]):
+        np.testing.assert_array_equal(x, y)
+    opt3 = AdamW(make_params(p0))  # another optimizer's default
+    opt3.load_state_dict(saved)
+    assert opt3.param_groups[0]["decoupled_weight_decay"] is True
+
+
+def test_load_state_dict_validates_the_saved_options_and_leaves_the_optimizer_untouched_on_error():
+    (p,) = make_params([np.ones(2)])
+    saved = Adam([p], lr=0.1).state_dict()
+    saved["param_groups"][0]["betas"] = (1.5, 0.9)
+    opt = Adam(make_params([np.ones(2)]), lr=0.2)
+    with pytest.raises(ValueError, match="beta"):
+        opt.load_state_dict(saved)
+    assert opt.param_groups[0]["lr"] == 0.2 and opt.param_groups[0]["betas"] == (0.9, 0.999)
 
 
 def test_load_state_dict_rejects_a_different_layout():
@@ -454,13 +489,23 @@ def test_schedule_matches_torch(name):
     np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=0)
 
 
-def test_cosine_annealing_equals_its_closed_form_over_three_periods():
+CLOSED_FORMS = {  # name in SCHEDULES: the lr of group i (base lr b) at epoch e
+    "StepLR": lambda i, b, e: b * 0.5 ** (e // 3),
+    "ExponentialLR": lambda i, b, e: b * 0.9**e,
+    "CosineAnnealingLR": lambda i, b, e: 0.01 + (b - 0.01) * (1 + math.cos(math.pi * e / 7)) / 2,
+    "LambdaLR": lambda i, b, e: b * (0.95**e / (1 + e % 4)),
+    "LambdaLR-per-group": lambda i, b, e: b * [1 / (e + 1), 0.9**e][i],
+}
+
+
+@pytest.mark.parametrize("name", list(SCHEDULES))
+def test_schedule_equals_its_closed_form_over_three_periods(name):
     opt = two_group_sgd(make_params([np.ones(1), np.ones(1)]))
-    T, eta_min = 7, 0.01
-    lrs = run_schedule(lr_scheduler.CosineAnnealingLR(opt, T_max=T, eta_min=eta_min), opt, 3 * T)
-    for e, got in enumerate(lrs, start=1):
-        want = [eta_min + (b - eta_min) * (1 + math.cos(math.pi * e / T)) / 2 for b in (0.1, 0.3)]
-        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    sched = SCHEDULES[name](lr_scheduler, opt)
+    assert sched.get_last_lr() == [0.1, 0.3]  # epoch 0: the base lrs
+    for e, got in enumerate(run_schedule(sched, opt, 21), start=1):
+        want = [CLOSED_FORMS[name](i, b, e) for i, b in enumerate((0.1, 0.3))]
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15, err_msg=f"epoch {e}")
 
 
 @pytest.mark.parametrize("name", list(SCHEDULES))
@@ -490,6 +535,13 @@ metric_sequences = st.lists(st.sampled_from([1.0, 0.99, 0.95, 0.9, 1.1, 0.5]), m
 def test_reduce_lr_on_plateau_matches_torch_and_resumes_exactly(opts, metrics):
     opt = two_group_sgd(make_params([np.ones(1), np.ones(1)]))
     sched = lr_scheduler.ReduceLROnPlateau(opt, **opts)
+    straight = []
+    for m in metrics:
+        sched.step(m)
+        straight.append(list(sched.get_last_lr()))
+
+    opt = two_group_sgd(make_params([np.ones(1), np.ones(1)]))
+    sched = lr_scheduler.ReduceLROnPlateau(opt, **opts)
     ours = []
     for i, m in enumerate(metrics):
         sched.step(tg.tensor(m, dtype="float64") if i % 2 else m)  # a number or a one-element Tensor
@@ -500,6 +552,7 @@ def test_reduce_lr_on_plateau_matches_torch_and_resumes_exactly(opts, metrics):
             sched = lr_scheduler.ReduceLROnPlateau(opt, **opts)
             sched.load_state_dict(saved_sched)
             opt.load_state_dict(saved_opt)
+    assert ours == straight
     if torch is not None:
         topt = torch.optim.SGD([{"params": [torch.ones(1)]}, {"params": [torch.ones(1)], "lr": 0.3}], lr=0.1)
         tsched = torch.optim.lr_scheduler.ReduceLROnPlateau(topt, **opts)
@@ -508,6 +561,26 @@ def test_reduce_lr_on_plateau_matches_torch_and_resumes_exactly(opts, metrics):
             tsched.step(m)
             theirs.append(list(tsched.get_last_lr()))
         assert ours == theirs
+
+
+def test_reduce_lr_on_plateau_follows_a_hand_computed_sequence():
+    # patience 2: the 3rd epoch without an abs improvement of 0.1 decays (factor 0.5); cooldown 1: the
+    # first bad epoch after a decay is not counted; min_lr per group clamps, and a clamped lr stays put.
+    opt = two_group_sgd(make_params([np.ones(1), np.ones(1)]))
+    sched = lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2, threshold=0.1, threshold_mode="abs",
+                                           cooldown=1, min_lr=[0.02, 0.1])
+    metrics = [1.0] + [0.95] * 7 + [0.8] * 8 + [0.65]  # 0.95 does not beat 1.0 - 0.1; 0.8 does, so does 0.65
+    want = ([[0.1, 0.3]] * 3  # epochs 1-3: best 1.0, then two bad epochs
+            + [[0.1 * 0.5, 0.3 * 0.5]] * 4  # epoch 4: 3rd bad; 5: cooldown, not counted; 6, 7: bad
+            + [[0.1 * 0.5 * 0.5, 0.1]] * 4  # epoch 8: decay, 0.075 clamped to 0.1; 9: better (0.8); 10, 11: bad
+            + [[0.02, 0.1]] * 5  # epoch 12: decay, 0.0125 clamped to 0.02; 13: cooldown; 14-16: 3 bad (no change)
+            + [[0.02, 0.1]])  # epoch 17: better
+    got = []
+    for m in metrics:
+        sched.step(m)
+        got.append(list(sched.get_last_lr()))
+    assert got == want
+    assert sched.best == 0.65 and sched.num_bad_epochs == 0 and sched.last_epoch == len(metrics)
 
 
 def test_reduce_lr_on_plateau_validates_its_arguments():

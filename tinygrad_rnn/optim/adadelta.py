@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import backend
-from .optimizer import Array, Optimizer, ParamsT, check_options, effective_grad
+from .optimizer import Array, Optimizer, ParamsT, check_options, effective_grad, ema_
 
 __all__ = ["Adadelta"]
 
@@ -40,7 +40,7 @@ class Adadelta(Optimizer):
 
     def _validate(self, options: dict[str, Any]) -> None:
         check_options("Adadelta", options, nonneg=("lr", "eps", "weight_decay"))
-        if "rho" in options and not 0.0 <= options["rho"] <= 1.0:
+        if not 0.0 <= options["rho"] <= 1.0:
             raise ValueError(f"Adadelta: invalid rho {options['rho']!r}: it must be in [0, 1]")
 
     def _update(self, p: Array, grad: Array, state: dict[str, Any], group: dict[str, Any]) -> Array:
@@ -56,18 +56,13 @@ class Adadelta(Optimizer):
 
         # Two scratch arrays (tmp, delta) serve every intermediate, through ufuncs with out=.
         tmp = xp.multiply(g, g, out=xp.empty_like(p))
-        tmp *= 1.0 - rho
-        v *= rho
-        v += tmp
+        ema_(v, tmp, rho, tmp)
         xp.add(v, eps, out=tmp)
         xp.sqrt(tmp, out=tmp)  # sqrt(v_t + ε)
         delta = xp.add(u, eps, out=xp.empty_like(p))
         xp.sqrt(delta, out=delta)
         delta /= tmp
         delta *= g  # Δ_t
-        xp.multiply(delta, delta, out=tmp)
-        tmp *= 1.0 - rho
-        u *= rho
-        u += tmp
+        ema_(u, xp.multiply(delta, delta, out=tmp), rho, tmp)
         delta *= lr
         return xp.subtract(p, delta, out=delta)

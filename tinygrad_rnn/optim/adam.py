@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import backend
-from .optimizer import Array, Optimizer, ParamsT, check_options, effective_grad
+from .optimizer import Array, Optimizer, ParamsT, check_options, effective_grad, ema_
 
 __all__ = ["Adam", "AdamW"]
 
@@ -47,7 +47,7 @@ class Adam(Optimizer):
     def _validate(self, options: dict[str, Any]) -> None:
         name = type(self).__name__
         check_options(name, options, nonneg=("lr", "eps", "weight_decay"))
-        betas = options.get("betas", (0.0, 0.0))
+        betas = options["betas"]
         if len(betas) != 2:
             raise ValueError(f"{name}: betas must be a pair (beta1, beta2), got {betas!r}")
         for i, b in enumerate(betas):
@@ -75,13 +75,9 @@ class Adam(Optimizer):
 
         # One scratch array serves every intermediate (the ufuncs write into it with out=),
         # instead of the four or five temporaries the plain expressions would allocate.
-        tmp = xp.multiply(g, 1.0 - beta1, out=xp.empty_like(p))
-        m *= beta1
-        m += tmp
-        xp.multiply(g, g, out=tmp)
-        tmp *= 1.0 - beta2
-        v *= beta2
-        v += tmp
+        tmp = xp.empty_like(p)
+        ema_(m, g, beta1, tmp)
+        ema_(v, xp.multiply(g, g, out=tmp), beta2, tmp)
         if group["amsgrad"]:
             vmax = state["max_exp_avg_sq"]
             xp.maximum(vmax, v, out=vmax)

@@ -22,10 +22,17 @@ __all__ = ["LRScheduler", "StepLR", "ExponentialLR", "CosineAnnealingLR", "Lambd
 
 
 class _SchedulerState:
-    """What every scheduler shares: the last lrs, and a state dict of all attributes but the optimizer."""
+    """What every scheduler shares: the optimizer check, the last lrs, and a state dict of all attributes
+    but those named in ``_unsaved`` (the optimizer, and whatever a subclass saves its own way)."""
 
     optimizer: Any
     _last_lr: list[float]
+    _unsaved: tuple[str, ...] = ("optimizer",)
+
+    def _set_optimizer(self, optimizer: Optimizer) -> None:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{type(self).__name__}: {type(optimizer).__name__} is not an Optimizer")
+        self.optimizer = optimizer
 
     def get_last_lr(self) -> list[float]:
         """The lrs the last ``step`` set, one per group."""
@@ -33,7 +40,7 @@ class _SchedulerState:
 
     def state_dict(self) -> dict[str, Any]:
         """Every attribute but the optimizer (copies)."""
-        return {k: copy.deepcopy(v) for k, v in self.__dict__.items() if k != "optimizer"}
+        return {k: copy.deepcopy(v) for k, v in self.__dict__.items() if k not in self._unsaved}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the attributes saved by ``state_dict``."""
@@ -53,9 +60,7 @@ class LRScheduler(_SchedulerState):
     """
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"{type(self).__name__}: {type(optimizer).__name__} is not an Optimizer")
-        self.optimizer = optimizer
+        self._set_optimizer(optimizer)
         for i, group in enumerate(optimizer.param_groups):
             if last_epoch == -1:
                 group.setdefault("initial_lr", group["lr"])
@@ -64,11 +69,10 @@ class LRScheduler(_SchedulerState):
                                f"at last_epoch={last_epoch}; load the optimizer's state dict first")
         self.base_lrs: list[float] = [group["initial_lr"] for group in optimizer.param_groups]
         self.last_epoch = last_epoch
-        # The first step moves to epoch last_epoch + 1 and sets the lrs for it (PyTorch's convention).
+        # The first step moves to epoch last_epoch + 1 and sets the lrs for it (PyTorch's convention);
+        # get_lr knows it by _step_count == 1 (a loaded state dict has _step_count >= 1).
         self._step_count = 0
-        self._is_initial = True
         self.step()
-        self._is_initial = False
 
     def get_lr(self) -> list[float]:
         """The lr of every group for epoch ``last_epoch`` (called by ``step``)."""
@@ -81,7 +85,6 @@ class LRScheduler(_SchedulerState):
         for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
-
 
 
 class StepLR(LRScheduler):
@@ -123,7 +126,7 @@ class ExponentialLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
-        if self._is_initial:
+        if self._step_count == 1:  # the constructor's step keeps the current lr
             return [group["lr"] for group in self.optimizer.param_groups]
         return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
 
@@ -155,10 +158,8 @@ class CosineAnnealingLR(LRScheduler):
 
     def get_lr(self) -> list[float]:
         groups, e, T, eta_min = self.optimizer.param_groups, self.last_epoch, self.T_max, self.eta_min
-        if self._is_initial:
+        if self._step_count == 1:  # the constructor's step keeps the current lr
             return [group["lr"] for group in groups]
-        if self._step_count == 1 and e > 0:  # resumed with last_epoch >= 0: no previous lr to recurse from
-            return [eta_min + (base - eta_min) * (1 + math.cos(e * math.pi / T)) / 2 for base in self.base_lrs]
         if (e - 1 - T) % (2 * T) == 0:
             return [group["lr"] + (base - eta_min) * (1 - math.cos(math.pi / T)) / 2
                     for base, group in zip(self.base_lrs, groups)]
@@ -192,8 +193,10 @@ class LambdaLR(LRScheduler):
     def get_lr(self) -> list[float]:
         return [base * f(self.last_epoch) for f, base in zip(self.lr_lambdas, self.base_lrs)]
 
+    _unsaved = ("optimizer", "lr_lambdas")
+
     def state_dict(self) -> dict[str, Any]:
-        state = {k: copy.deepcopy(v) for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas")}
+        state = super().state_dict()
         state["lr_lambdas"] = [None if isinstance(f, types.FunctionType) else copy.deepcopy(f.__dict__)
                                for f in self.lr_lambdas]
         return state
@@ -232,8 +235,7 @@ class ReduceLROnPlateau(_SchedulerState):
     def __init__(self, optimizer: Optimizer, mode: str = "min", factor: float = 0.1, patience: int = 10,
                  threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0,
                  min_lr: float | Sequence[float] = 0.0, eps: float = 1e-8) -> None:
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"ReduceLROnPlateau: {type(optimizer).__name__} is not an Optimizer")
+        self._set_optimizer(optimizer)
         if factor >= 1.0:
             raise ValueError(f"ReduceLROnPlateau: factor must be < 1.0, got {factor!r}")
         if mode not in ("min", "max"):
@@ -249,7 +251,6 @@ class ReduceLROnPlateau(_SchedulerState):
         else:
             self.default_min_lr = min_lr
             self.min_lrs = [min_lr] * n
-        self.optimizer = optimizer
         self.mode, self.factor, self.patience = mode, factor, patience
         self.threshold, self.threshold_mode = threshold, threshold_mode
         self.cooldown, self.eps = cooldown, eps

@@ -103,13 +103,21 @@ class Optimizer:
         if taken.intersection(ids):
             raise ValueError(f"{type(self).__name__}: some parameters appear in more than one parameter group")
         param_group["params"] = params
+        self.param_groups.append(self._complete(param_group))
+
+    def _complete(self, group: dict[str, Any]) -> dict[str, Any]:
+        """Fill the options ``group`` lacks from the defaults (in place), validate them, and return it.
+
+        Every group goes through here, added or loaded, so the update rules and ``_validate``
+        always see every option.
+        """
         for name, default in self.defaults.items():
-            param_group.setdefault(name, default)
-        self._validate(param_group)
-        self.param_groups.append(param_group)
+            group.setdefault(name, default)
+        self._validate(group)
+        return group
 
     def _validate(self, options: dict[str, Any]) -> None:
-        """Raise ValueError for invalid options (subclasses check their own)."""
+        """Raise ValueError for invalid options (subclasses check their own); ``options`` has them all."""
 
     # ------------------------------------------------------------ stepping
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -180,11 +188,12 @@ class Optimizer:
 
         Arrays are copied to each parameter's device and cast to its float dtype, so a checkpoint
         saved on a GPU loads on a CPU and the other way round. Group options (``lr``...) are
-        replaced by the saved ones.
+        replaced by the saved ones; options the checkpoint lacks take the defaults.
 
         Raises:
             StateDictError: a different number of groups, a group of a different size,
                 an unknown parameter index or a state array of the wrong shape.
+            ValueError: a saved option is invalid.
         """
         name = f"{type(self).__name__}.load_state_dict"
         saved_groups = state_dict["param_groups"]
@@ -206,10 +215,13 @@ class Optimizer:
         for k, saved in saved_state.items():
             p = by_index[k]
             new_state[p] = {key: _to_param(v, p, key, name) for key, v in saved.items()}
+        # Options the checkpoint lacks (saved by an older version) take the defaults, as new groups do.
+        new_groups = [self._complete({**copy.deepcopy({k: v for k, v in s.items() if k != "params"}),
+                                      "params": g["params"]})
+                      for g, s in zip(self.param_groups, saved_groups)]
         # Build everything first, then swap in: a failed load leaves the optimizer untouched.
         self.state = new_state
-        self.param_groups = [{**copy.deepcopy({k: v for k, v in s.items() if k != "params"}), "params": g["params"]}
-                             for g, s in zip(self.param_groups, saved_groups)]
+        self.param_groups = new_groups
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
@@ -238,22 +250,30 @@ def effective_grad(p: Array, grad: Array, weight_decay: float, maximize: bool) -
     return xp.subtract(g, grad, out=g) if maximize else xp.add(g, grad, out=g)
 
 
-def check_options(owner: str, options: dict[str, Any], nonneg: tuple[str, ...] = (),
-                  unit: tuple[str, ...] = ()) -> None:
-    """Raise ValueError naming ``owner`` if an option in ``nonneg`` is < 0 or one in ``unit`` is outside [0, 1)."""
+def ema_(buf: Array, x: Array, beta: float, tmp: Array) -> Array:
+    """The moving average ``buf ← β buf + (1 - β) x``, in place; returns ``buf``.
+
+    ``tmp`` is a scratch array of ``buf``'s shape and dtype that receives ``(1 - β) x``; it may be
+    ``x`` itself (which is then overwritten).
+    """
+    backend.get_xp(buf).multiply(x, 1.0 - beta, out=tmp)
+    buf *= beta
+    buf += tmp
+    return buf
+
+
+def check_options(owner: str, options: dict[str, Any], nonneg: tuple[str, ...]) -> None:
+    """Raise ValueError naming ``owner`` if an option in ``nonneg`` is < 0 (or NaN)."""
     for key in nonneg:
-        if key in options and not options[key] >= 0.0:
+        if not options[key] >= 0.0:
             raise ValueError(f"{owner}: invalid {key} {options[key]!r}: it must be >= 0")
-    for key in unit:
-        if key in options and not 0.0 <= options[key] < 1.0:
-            raise ValueError(f"{owner}: invalid {key} {options[key]!r}: it must be in [0, 1)")
 
 
 def _to_numpy_copy(v: Any) -> Any:
-    if isinstance(v, Tensor):
-        v = v.data
-    if hasattr(v, "shape") and hasattr(v, "dtype"):
-        return backend.to_numpy(v).copy()
+    """A state value for ``state_dict``: a CuPy array fetched to NumPy (the transfer is the copy), anything
+    else (NumPy arrays, step counts) deep-copied."""
+    if backend.device_of(v) == "cuda":
+        return backend.to_numpy(v)
     return copy.deepcopy(v)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import backend
-from .optimizer import Array, Optimizer, ParamsT, check_options, effective_grad
+from .optimizer import Array, Optimizer, ParamsT, check_options, effective_grad, ema_
 
 __all__ = ["RMSprop"]
 
@@ -61,15 +61,9 @@ class RMSprop(Optimizer):
 
         # One scratch array for every intermediate (ufuncs with out=): this runs every step.
         tmp = xp.multiply(g, g, out=xp.empty_like(p))
-        tmp *= 1.0 - alpha
-        square_avg = state["square_avg"]
-        square_avg *= alpha
-        square_avg += tmp
+        square_avg = ema_(state["square_avg"], tmp, alpha, tmp)
         if group["centered"]:
-            grad_avg = state["grad_avg"]
-            xp.multiply(g, 1.0 - alpha, out=tmp)
-            grad_avg *= alpha
-            grad_avg += tmp
+            grad_avg = ema_(state["grad_avg"], g, alpha, tmp)
             xp.multiply(grad_avg, grad_avg, out=tmp)
             xp.subtract(square_avg, tmp, out=tmp)
             xp.sqrt(tmp, out=tmp)

@@ -51,7 +51,7 @@ class SGD(Optimizer):
 
     def _validate(self, options: dict[str, Any]) -> None:
         check_options("SGD", options, nonneg=("lr", "momentum", "weight_decay"))
-        if options.get("nesterov") and (options["momentum"] <= 0 or options["dampening"] != 0):
+        if options["nesterov"] and (options["momentum"] <= 0 or options["dampening"] != 0):
             raise ValueError("SGD: Nesterov momentum requires a momentum > 0 and zero dampening "
                              f"(got momentum={options['momentum']}, dampening={options['dampening']})")
 
