@@ -4,13 +4,11 @@ imports silently, and moves tensors between devices only through ``.to`` and ``.
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_python
 
 import tinygrad_rnn as tg
 
@@ -34,11 +32,6 @@ def array_imports(source: str) -> list[str]:
             if name in ("import_module", "__import__") and isinstance(arg, str) and arg.split(".")[0] in ARRAY_MODULES:
                 found.append(arg)
     return found
-
-
-def run_python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=120, cwd=PACKAGE.parent)
 
 
 # ---------------------------------------------------------------- the import rule

@@ -7,9 +7,7 @@ so its gradients and training steps are checked against tinygrad_rnn's in float6
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import os
 
 import numpy as np
 import pytest
@@ -17,18 +15,12 @@ import pytest
 from tinygrad_rnn.charlm.bench import BenchConfig, TrainStep, bench, synthetic_batches
 from tinygrad_rnn.cli import main
 
+from helpers import load_demo
+
 TINY = {"hidden": 8, "layers": 2, "batch": 3, "seq_len": 5, "steps": 3, "warmup": 1}
 
 
-def _load_numpy_lstm():
-    path = os.path.join(os.path.dirname(__file__), "..", "demos", "numpy_lstm.py")
-    spec = importlib.util.spec_from_file_location("numpy_lstm", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-numpy_lstm = _load_numpy_lstm()
+numpy_lstm = load_demo("numpy_lstm")
 
 
 @pytest.mark.parametrize("model", ["lstm", "gru", "rnn"])

@@ -2,19 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
-import sys
-
-DEMOS = os.path.join(os.path.dirname(__file__), "..", "demos")
-
-
-def load_demo(name: str):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(DEMOS, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers import DEMOS, load_demo, run_script
 
 
 def test_fit_sine_demo_loss_falls_tenfold(capsys):
@@ -27,18 +15,14 @@ def test_char_lstm_demo_trains_and_samples(tmp_path):
     text = tmp_path / "t.txt"
     text.write_text("def f(x):\n    return x + 1\n" * 200, encoding="utf-8")
     args = ["--data", str(text), "--steps", "60", "--hidden", "32", "--batch", "8", "--seq", "16", "--lr", "1e-2"]
-    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.abspath(DEMOS))}  # this checkout's package
-    result = subprocess.run([sys.executable, os.path.join(DEMOS, "char_lstm.py"), *args], capture_output=True,
-                            text=True, timeout=300, env=env)
+    result = run_script([str(DEMOS / "char_lstm.py"), *args], timeout=300)
     assert result.returncode == 0, result.stderr
     losses = [float(line.split("loss ")[1].split()[0]) for line in result.stdout.splitlines() if "loss " in line]
     assert losses[-1] < losses[0] - 1.0
 
 
 def test_bench_core_runs_every_workload_and_prints_ratios():
-    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.abspath(DEMOS))}  # this checkout's package
-    result = subprocess.run([sys.executable, os.path.join(DEMOS, "bench_core.py"), "--repeats", "1",
-                             "--processes", "2"], capture_output=True, text=True, timeout=600, env=env)
+    result = run_script([str(DEMOS / "bench_core.py"), "--repeats", "1", "--processes", "2"], timeout=600)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     for workload in ("chain of 2000 tiny ops", "matmul 64x256 @ 256x1024", "tanh over 64x1024"):
@@ -47,9 +31,7 @@ def test_bench_core_runs_every_workload_and_prints_ratios():
 
 
 def test_profile_step_splits_a_step_by_op_and_engine():
-    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.abspath(DEMOS))}  # this checkout's package
-    result = subprocess.run([sys.executable, os.path.join(DEMOS, "profile_step.py"), "S", "--steps", "1"],
-                            capture_output=True, text=True, timeout=300, env=env)
+    result = run_script([str(DEMOS / "profile_step.py"), "S", "--steps", "1"], timeout=300)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("config S (lstm):")

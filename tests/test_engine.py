@@ -9,26 +9,18 @@ from __future__ import annotations
 
 import gc
 import io
-import subprocess
 import sys
-import textwrap
 import tracemalloc
 import weakref
 
 import numpy as np
 import pytest
+from helpers import F64, leaf, run_python
 from hypothesis import given
 from hypothesis import strategies as st
 
 import tinygrad_rnn as tg
 from tinygrad_rnn.testing.strategies import arrays, shapes
-
-F64 = {"rtol": 1e-10, "atol": 1e-12}
-
-
-def leaf(a, requires_grad: bool = True) -> tg.Tensor:
-    """A float64 leaf holding a copy of ``a``."""
-    return tg.tensor(np.asarray(a, dtype=np.float64), requires_grad=requires_grad)
 
 
 # ---------------------------------------------------------------- accumulation
@@ -557,7 +549,7 @@ def test_a_leaf_used_through_its_transpose_gets_a_row_major_grad():
 def test_in_place_sums_are_calibrated_without_a_tracer_in_the_way():
     # a tracer that reads frame locals during the import (a debugger) must not inflate the
     # reference count that decides when a gradient sum may be written in place
-    code = textwrap.dedent("""
+    out = run_python("""
         import sys
         def tracer(frame, event, arg):
             frame.f_locals
@@ -567,7 +559,6 @@ def test_in_place_sums_are_calibrated_without_a_tracer_in_the_way():
         sys.settrace(None)
         print(gradsum._SOLE_REFS, gradsum._calibrate())
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     traced, plain = out.stdout.split()
     assert traced == plain

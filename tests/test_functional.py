@@ -10,6 +10,7 @@ from collections import namedtuple
 
 import numpy as np
 import pytest
+from helpers import F64, t64
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -18,14 +19,6 @@ from tinygrad_rnn.nn import functional as F
 from tinygrad_rnn.nn import utils
 from tinygrad_rnn.testing import gradcheck
 from tinygrad_rnn.testing.strategies import arrays, shapes
-
-F64 = {"rtol": 1e-10, "atol": 1e-12}
-F32 = {"rtol": 2e-5, "atol": 1e-6}
-
-
-def t64(a, requires_grad: bool = False) -> tg.Tensor:
-    return tg.tensor(np.asarray(a, dtype=np.float64), requires_grad=requires_grad)
-
 
 # ---------------------------------------------------------------- NumPy references
 # Written independently of the package: loops over the target entries, np.logaddexp.
@@ -91,37 +84,55 @@ def class_problems(draw, max_classes: int = 5, with_weight: bool = True):
     return x, t, weight, ignore_index, reduction, smoothing
 
 
-def _ce(x, t, weight, ignore_index, reduction, smoothing):
-    w = None if weight is None else t64(weight)
-    return F.cross_entropy(x, tg.tensor(t), w, ignore_index=ignore_index, reduction=reduction,
-                           label_smoothing=smoothing)
-
-
 def _has_target(t, ignore_index) -> bool:
     return bool((np.asarray(t) != ignore_index).any())
 
 
 # ---------------------------------------------------------------- cross_entropy / nll_loss
 
-@given(class_problems())
-def test_cross_entropy_matches_the_numpy_reference(problem):
+CLASS_LOSSES = ["cross_entropy", "nll_loss"]
+
+
+def _class_loss(loss: str, problem):
+    """``loss`` on ``problem``: its input array, and the loss as a function of our tensor, as a
+    function of PyTorch's (``theirs(torch, XT)``), and by the NumPy reference. nll_loss takes
+    log-probabilities (the logits' log_softmax) and has no label smoothing."""
     x, t, weight, ii, reduction, eps = problem
-    out = _ce(t64(x), t, weight, ii, reduction, eps)
-    ref = ref_class_loss(x, t, weight, ii, reduction, eps)
+    kw = {"ignore_index": ii, "reduction": reduction}
+    if loss == "nll_loss":
+        x = ref_log_softmax(x, 0 if x.ndim == 1 else 1)
+    else:
+        kw["label_smoothing"] = eps
+    ref = ref_class_loss(x, t, weight, log_probs=loss == "nll_loss", **kw)
+
+    def ours(X):
+        return getattr(F, loss)(X, tg.tensor(t), None if weight is None else t64(weight), **kw)
+
+    def theirs(torch, XT):
+        w = None if weight is None else torch.tensor(weight)
+        return getattr(torch.nn.functional, loss)(XT, torch.tensor(t), w, **kw)
+
+    return x, ours, theirs, ref
+
+
+@pytest.mark.parametrize("loss", CLASS_LOSSES)
+@given(problem=class_problems())
+def test_class_loss_matches_the_numpy_reference(loss, problem):
+    x, ours, _, ref = _class_loss(loss, problem)
+    out = ours(t64(x))
     assert out.shape == np.shape(ref)
     np.testing.assert_allclose(out.numpy(), ref, **F64)
 
 
-@given(class_problems())
-def test_cross_entropy_matches_torch_in_value_and_gradient(problem):
+@pytest.mark.parametrize("loss", CLASS_LOSSES)
+@given(problem=class_problems())
+def test_class_loss_matches_torch_in_value_and_gradient(loss, problem):
     torch = pytest.importorskip("torch")
-    x, t, weight, ii, reduction, eps = problem
-    X = t64(x, requires_grad=True)
-    out = _ce(X, t, weight, ii, reduction, eps)
-    XT = torch.tensor(x, requires_grad=True)
-    ref = torch.nn.functional.cross_entropy(XT, torch.tensor(t), None if weight is None else torch.tensor(weight),
-                                            ignore_index=ii, reduction=reduction, label_smoothing=eps)
+    x, ours, theirs, _ = _class_loss(loss, problem)
+    X, XT = t64(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    out, ref = ours(X), theirs(torch, XT)
     np.testing.assert_allclose(out.numpy(), ref.detach().numpy(), **F64)
+    t, ii = problem[1], problem[3]
     if _has_target(t, ii):  # PyTorch's mean over no targets is NaN, and so are its gradients
         g = np.random.default_rng(0).standard_normal(out.shape)
         out.backward(g)
@@ -129,41 +140,13 @@ def test_cross_entropy_matches_torch_in_value_and_gradient(problem):
         np.testing.assert_allclose(X.grad.numpy(), XT.grad.numpy(), **F64)
 
 
+@pytest.mark.parametrize("loss", CLASS_LOSSES)
 @settings(max_examples=15)
-@given(class_problems(max_classes=4))
-def test_cross_entropy_gradient_matches_finite_differences(problem):
-    x, t, weight, ii, reduction, eps = problem
-    assume(_has_target(t, ii))
-    gradcheck(lambda X: _ce(X, t, weight, ii, reduction, eps), [t64(x, requires_grad=True)])
-
-
-@given(class_problems())
-def test_nll_loss_matches_the_numpy_reference_and_torch(problem):
-    x, t, weight, ii, reduction, _ = problem
-    lp = ref_log_softmax(x, 0 if x.ndim == 1 else 1)
-    X = t64(lp, requires_grad=True)
-    out = F.nll_loss(X, tg.tensor(t), None if weight is None else t64(weight), ignore_index=ii, reduction=reduction)
-    np.testing.assert_allclose(out.numpy(), ref_class_loss(lp, t, weight, ii, reduction, log_probs=True), **F64)
-    torch = pytest.importorskip("torch")
-    XT = torch.tensor(lp, requires_grad=True)
-    ref = torch.nn.functional.nll_loss(XT, torch.tensor(t), None if weight is None else torch.tensor(weight),
-                                       ignore_index=ii, reduction=reduction)
-    np.testing.assert_allclose(out.numpy(), ref.detach().numpy(), **F64)
-    if _has_target(t, ii):
-        g = np.random.default_rng(1).standard_normal(out.shape)
-        out.backward(g)
-        ref.backward(torch.tensor(g))
-        np.testing.assert_allclose(X.grad.numpy(), XT.grad.numpy(), **F64)
-
-
-@settings(max_examples=10)
-@given(class_problems(max_classes=4))
-def test_nll_loss_gradient_matches_finite_differences(problem):
-    x, t, weight, ii, reduction, _ = problem
-    assume(_has_target(t, ii))
-    w = None if weight is None else t64(weight)
-    gradcheck(lambda X: F.nll_loss(X, tg.tensor(t), w, ignore_index=ii, reduction=reduction),
-              [t64(x, requires_grad=True)])
+@given(problem=class_problems(max_classes=4))
+def test_class_loss_gradient_matches_finite_differences(loss, problem):
+    x, ours, _, _ = _class_loss(loss, problem)
+    assume(_has_target(problem[1], problem[3]))
+    gradcheck(ours, [t64(x, requires_grad=True)])
 
 
 def test_cross_entropy_mean_divides_by_the_number_of_non_ignored_targets():

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import F64, t64
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,13 +17,6 @@ from tinygrad_rnn import nn
 from tinygrad_rnn.nn import init
 from tinygrad_rnn.testing import gradcheck
 from tinygrad_rnn.testing.strategies import arrays
-
-F64 = {"rtol": 1e-10, "atol": 1e-10}
-
-
-def t64(a, requires_grad: bool = False) -> tg.Tensor:
-    return tg.tensor(np.asarray(a, dtype=np.float64), requires_grad=requires_grad)
-
 
 class TwoLayer(nn.Module):
     """A small model with a nested container, a shared parameter and a non-parameter attribute."""
@@ -229,7 +223,6 @@ def test_linear_matches_torch_in_outputs_and_gradients():
 
 def test_torch_state_dicts_load_into_a_sequential_by_name():
     torch = pytest.importorskip("torch")
-    torch.manual_seed(0)  # deterministic weights: LayerNorm amplifies float32 rounding when a row's spread is small
     ref = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 3), torch.nn.LayerNorm(3))
     ours = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3), nn.LayerNorm(3))
     assert list(ours.state_dict()) == list(ref.state_dict())
@@ -325,6 +318,45 @@ def test_layer_norm_gradients_match_finite_differences():
     ln.bias.data[...] = rng.standard_normal((2, 3))
     x = t64(rng.standard_normal((2, 2, 3)), requires_grad=True)
     gradcheck(lambda x, w, b: ln(x), [x, ln.weight, ln.bias])
+
+
+def ref_layer_norm(x, w, b, eps, n_axes):
+    """LayerNorm over the last ``n_axes`` axes and its input/weight/bias gradients for upstream ``g``,
+    derived by hand: with xhat = (x - m) / sqrt(v + eps) and gh = g * w, the input gradient is
+    (gh - mean(gh) - xhat * mean(gh * xhat)) / sqrt(v + eps)."""
+    axes = tuple(range(x.ndim - n_axes, x.ndim))
+    m, v = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
+    r = 1 / np.sqrt(v + eps)
+    xhat = (x - m) * r
+    lead = tuple(range(x.ndim - n_axes))
+
+    def grads(g):
+        gh = g * w
+        gx = r * (gh - gh.mean(axis=axes, keepdims=True) - xhat * (gh * xhat).mean(axis=axes, keepdims=True))
+        return gx, (g * xhat).sum(axis=lead), g.sum(axis=lead)
+
+    return xhat * w + b, grads
+
+
+def test_layer_norm_matches_the_numpy_reference_where_eps_matters():
+    # spread 1e-2: the variance (~1e-4) is below eps, so eps's place in the formula decides the result
+    rng = np.random.default_rng(0)
+    eps = 1e-3
+    ln = nn.LayerNorm((3, 4), eps=eps, dtype="float64")
+    w, b = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    ln.weight.data[...], ln.bias.data[...] = w, b
+    x = rng.standard_normal((2, 3, 4)) * 1e-2 + 0.5
+    expected, grads = ref_layer_norm(x, w, b, eps, 2)
+    X = t64(x, requires_grad=True)
+    y = ln(X)
+    np.testing.assert_allclose(y.numpy(), expected, **F64)
+    g = rng.standard_normal(y.shape)
+    y.backward(g)
+    gx, gw, gb = grads(g)
+    np.testing.assert_allclose(X.grad.numpy(), gx, **F64)
+    np.testing.assert_allclose(ln.weight.grad.numpy(), gw, **F64)
+    np.testing.assert_allclose(ln.bias.grad.numpy(), gb, **F64)
+    gradcheck(lambda x, w, b: ln(x), [t64(x, requires_grad=True), ln.weight, ln.bias])
 
 
 def test_layer_norm_matches_torch():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import TOL
+from helpers import leaf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from op_specs import FORWARD_ONLY_SPECS, GRAD_SPECS, SPECS, TWICE_SPECS, OpSpec, examples
@@ -156,19 +157,15 @@ class _SinOnRawArrays(Function):
         return grad * np.cos(raw)
 
 
-def _leaf(values) -> Tensor:
-    return tg.tensor(np.asarray(values, dtype=np.float64), requires_grad=True)
-
-
 def test_gradcheck_rejects_a_wrong_first_derivative() -> None:
-    x = _leaf([[-0.7, 0.2, 1.3], [0.4, -1.1, 0.9]])
+    x = leaf([[-0.7, 0.2, 1.3], [0.4, -1.1, 0.9]])
     assert gradcheck(lambda t: t.tanh(), [x])
     with pytest.raises(GradcheckError):
         gradcheck(lambda t: _TanhTwiceTooSteep.apply(t), [x])
 
 
 def test_gradgradcheck_rejects_a_backward_that_is_not_differentiable() -> None:
-    x = _leaf([[-0.7, 0.2, 1.3], [0.4, -1.1, 0.9]])
+    x = leaf([[-0.7, 0.2, 1.3], [0.4, -1.1, 0.9]])
     assert gradcheck(lambda t: _SinOnRawArrays.apply(t), [x])  # first order is right
     with pytest.raises(GradcheckError):
         gradgradcheck(lambda t: _SinOnRawArrays.apply(t), [x])
@@ -177,19 +174,19 @@ def test_gradgradcheck_rejects_a_backward_that_is_not_differentiable() -> None:
 # ---------------------------------------------------------------- explicit examples
 
 def test_repeated_integer_indices_add_up_in_backward() -> None:
-    x = _leaf([1.0, 2.0, 3.0])
+    x = leaf([1.0, 2.0, 3.0])
     x[[0, 2, 0, 0]].backward(Tensor(np.array([1.0, 10.0, 100.0, 1000.0])))
     np.testing.assert_array_equal(x.grad.numpy(), [1101.0, 0.0, 10.0])
 
 
 def test_repeated_rows_of_an_index_tensor_add_up_in_backward() -> None:
-    x = _leaf(np.zeros((3, 2)))
+    x = leaf(np.zeros((3, 2)))
     x[tg.tensor([[2, 2], [0, 2]])].sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [[1.0, 1.0], [0.0, 0.0], [3.0, 3.0]])
 
 
 def test_builtin_sum_over_tensors_adds_values_and_passes_gradients_to_each() -> None:
-    xs = [_leaf([float(k), -float(k)]) for k in (1, 2, 3)]
+    xs = [leaf([float(k), -float(k)]) for k in (1, 2, 3)]
     total = sum(xs)
     np.testing.assert_array_equal(total.numpy(), [6.0, -6.0])
     (total * total).sum().backward()
@@ -198,7 +195,7 @@ def test_builtin_sum_over_tensors_adds_values_and_passes_gradients_to_each() -> 
 
 
 def test_astype_float64_to_float64_is_identity_and_passes_the_gradient() -> None:
-    x = _leaf([0.5, -1.5])
+    x = leaf([0.5, -1.5])
     y = x.astype("float64")
     assert y.dtype == np.float64
     np.testing.assert_array_equal(y.numpy(), x.numpy())
