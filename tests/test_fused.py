@@ -23,13 +23,18 @@ def composed_cell(a: tg.Tensor, c: tg.Tensor) -> tg.Tensor:
 cells = st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(0, 2**31 - 1))
 
 
-@given(cells)
-def test_fused_cell_matches_the_composed_cell_in_value_and_gradient(case):
+def cell_inputs(case: tuple) -> tuple:
+    """Gate pre-activations a (B, 4H), cell state c (B, H) and an upstream gradient (2, B, H)."""
     B, H, seed = case
     rng = np.random.default_rng(seed)
     a = tg.Tensor(rng.uniform(-3, 3, (B, 4 * H)), requires_grad=True)
     c = tg.Tensor(rng.uniform(-2, 2, (B, H)), requires_grad=True)
-    up = tg.Tensor(rng.standard_normal((2, B, H)))
+    return a, c, tg.Tensor(rng.standard_normal((2, B, H)))
+
+
+@given(cells)
+def test_fused_cell_matches_the_composed_cell_in_value_and_gradient(case):
+    a, c, up = cell_inputs(case)
     fused, composed = LSTMCellFused.apply(a, c), composed_cell(a, c)
     np.testing.assert_allclose(fused.numpy(), composed.numpy(), rtol=1e-13, atol=1e-14)
     for gf, gc in zip(tg.grad(fused, [a, c], up), tg.grad(composed, [a, c], up)):
@@ -38,10 +43,7 @@ def test_fused_cell_matches_the_composed_cell_in_value_and_gradient(case):
 
 @given(cells)
 def test_fused_cell_gradient_matches_finite_differences(case):
-    B, H, seed = case
-    rng = np.random.default_rng(seed)
-    a = tg.Tensor(rng.uniform(-3, 3, (B, 4 * H)), requires_grad=True)
-    c = tg.Tensor(rng.uniform(-2, 2, (B, H)), requires_grad=True)
+    a, c, _ = cell_inputs(case)
     assert gradcheck(LSTMCellFused.apply, [a, c])
 
 
