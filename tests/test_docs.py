@@ -18,8 +18,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from sybil import Sybil
-from sybil.parsers.markdown import PythonCodeBlockParser
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -182,3 +180,12 @@ def test_the_picture_script_writes_the_dot_files(tmp_path, monkeypatch):
     assert script.main() == 1
     for name in PICTURES:
         assert (tmp_path / name).read_text(encoding="utf-8") == (DOCS / "img" / name).read_text(encoding="utf-8")
+
+
+def test_the_api_reference_shows_doctests_as_code_and_roles_as_names():
+    pytest.importorskip("griffe")  # the docs extra
+    to_markdown = _load("griffe_rst", DOCS / "scripts" / "griffe_rst.py").to_markdown
+    doc = "Run it, see :class:`Tensor` and :func:`~tinygrad_rnn.grad`::\n\n    y = f(x)\n\n>>> f(1)\n2\n\nDone."
+    assert to_markdown(doc) == ("Run it, see `Tensor` and `tinygrad_rnn.grad`:\n\n    y = f(x)\n\n"
+                                "```pycon\n>>> f(1)\n2\n```\n\nDone.")
+    assert to_markdown("    >>> g()\n    3") == "    ```pycon\n    >>> g()\n    3\n    ```"
