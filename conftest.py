@@ -1,4 +1,4 @@
-"""pytest collects the documentation: every Python code block of README.md and docs/*.md runs.
+"""pytest collects the documentation: every Python code block of README.md and of the pages in docs/ runs.
 
 Sybil (a maintained plugin) parses the Markdown. A ```python block runs as it stands; one that
 starts with ``>>>`` is a doctest whose printed output is compared with the page. The blocks of
@@ -16,7 +16,7 @@ from sybil.parsers.markdown import PythonCodeBlockParser
 
 import tinygrad_rnn as tg
 
-DOC_PAGES = ["README.md", "docs/*.md"]
+DOC_PAGES = ["README.md", "docs/*.md", "docs/*/*.md"]
 
 # The site's build tools are not modules to import for doctests: griffe_rst.py needs the docs extra,
 # which the test run does not. tests/test_docs.py exercises both scripts.

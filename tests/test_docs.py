@@ -51,8 +51,7 @@ def test_pytest_collects_the_pages_and_the_readme():
     assert {"docs", "README.md"} <= set(config["testpaths"])
     sybil = _load("docs_conftest", ROOT / "conftest.py").SYBIL
     for page in PAGES:
-        if page.parent == DOCS or page.name == "README.md":
-            assert sybil.should_parse(page), page
+        assert sybil.should_parse(page), page
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -64,7 +63,7 @@ def test_every_code_block_is_python_that_runs_or_tagged_as_not_run(page):
 def test_every_python_block_of_the_pages_becomes_a_test():
     sybil = _load("docs_conftest", ROOT / "conftest.py").SYBIL
     total = 0
-    for page in [p for p in PAGES if p.parent == DOCS or p.name == "README.md"]:
+    for page in PAGES:
         text = page.read_text(encoding="utf-8")
         blocks = [m.span() for m in re.finditer(r"^```python\n(.*?)^```", text, flags=re.M | re.S)]
         starts = [start for start, _ in sybil.parse(page).regions]  # a doctest: one region per >>> example
