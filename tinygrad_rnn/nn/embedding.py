@@ -18,9 +18,11 @@ class Embedding(Module):
     Args:
         num_embeddings: number of rows (ids run from 0 to num_embeddings - 1).
         embedding_dim: length of each row.
-        dtype, device, generator: as for :class:`Linear`.
+        dtype: as for :class:`Linear`.
+        device: as for :class:`Linear`.
+        generator: as for :class:`Linear`.
 
-    Parameters:
+    Attributes:
         weight: (num_embeddings, embedding_dim), N(0, 1) as in PyTorch.
 
     Shapes:

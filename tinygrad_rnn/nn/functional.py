@@ -137,7 +137,8 @@ def layer_norm(x: Tensor, normalized_shape: Sequence[int], weight: Tensor | None
 
     Args:
         x: (..., *normalized_shape).
-        weight, bias: ``normalized_shape`` or None.
+        weight: of shape ``normalized_shape``, or None.
+        bias: of shape ``normalized_shape``, or None.
     """
     shape = tuple(normalized_shape)
     k = len(shape)
@@ -267,7 +268,10 @@ def nll_loss(log_probs: Tensor, target: Any, weight: Any = None, *, ignore_index
 
     Args:
         log_probs: (N, C), (N, C, d1, ...) or (C,), usually from ``log_softmax(x, axis=1)``.
-        target, weight, ignore_index, reduction: as in :func:`cross_entropy`.
+        target: as in :func:`cross_entropy`.
+        weight: as in :func:`cross_entropy`.
+        ignore_index: as in :func:`cross_entropy`.
+        reduction: as in :func:`cross_entropy`.
     """
     return _class_loss("nll_loss", log_probs, target, weight, ignore_index, reduction, 0.0)
 

@@ -25,7 +25,7 @@ class Linear(Module):
         device: "cpu" or "cuda".
         generator: draws the initial values (default: the device's default generator).
 
-    Parameters:
+    Attributes:
         weight: (out_features, in_features), U(-k, k) with k = 1 / sqrt(in_features)
             (PyTorch's ``kaiming_uniform_(a=sqrt(5))``).
         bias: (out_features,), U(-k, k) with the same k; None when ``bias=False``.

@@ -21,9 +21,10 @@ class LayerNorm(Module):
         eps: added to the (biased) variance, for stability.
         elementwise_affine: learn ``weight`` and ``bias``.
         bias: learn ``bias`` (when ``elementwise_affine``).
-        dtype, device: as for :class:`Linear`.
+        dtype: as for :class:`Linear`.
+        device: as for :class:`Linear`.
 
-    Parameters:
+    Attributes:
         weight: normalized_shape, initialised to 1.
         bias: normalized_shape, initialised to 0.
 

@@ -21,9 +21,11 @@ import warnings
 from typing import Any
 
 from .. import backend
+from ..autograd import is_grad_enabled
 from ..backend import DTypeLike, Generator
 from ..errors import ShapeError
 from ..functions import cat, stack
+from ..graph import StepClock, tag_steps
 from ..ops.shape import Contiguous
 from ..tensor import Tensor
 from . import functional as F
@@ -162,13 +164,17 @@ class _RNNBase(Module):
 
         H, dirs, per = self.hidden_size, 2 if self.bidirectional else 1, 4 if self.bias else 2
         finals: list[list[Tensor]] = []
+        clocks: list[StepClock] = []  # where each layer's steps lie on the tape, for graph.print_graph/to_dot
         for layer in range(self.num_layers):
             if layer > 0 and self.training and self.dropout > 0:  # between layers only, never after the last
                 x = F.dropout(x, self.dropout, True, self.generator)
             outs = []
             for d in range(dirs):
                 k = layer * dirs + d
-                order = range(T - 1, -1, -1) if d else range(T)
+                order: Any = range(T - 1, -1, -1) if d else range(T)
+                if is_grad_enabled():  # one tick of the tape's clock per step, nothing per op
+                    order = StepClock(f"{type(self).__name__} layer {layer}" + (" reverse" if d else ""), order)
+                    clocks.append(order)
                 w_ih, w_hh, *b = (getattr(self, n) for n in self._flat_weights_names[k * per:(k + 1) * per])
                 out, *final = self._run(x, states[k], w_ih, w_hh, b, order)
                 outs.append(stack(out))
@@ -182,6 +188,8 @@ class _RNNBase(Module):
             h_n = [h.reshape(len(finals), H) for h in h_n]
         elif self.batch_first:
             output = output.transpose(1, 0, 2)
+        if clocks:
+            tag_steps(clocks, output, *h_n)
         return output, (tuple(h_n) if self.mode == "LSTM" else h_n[0])
 
     def _run(self, x: Tensor, state: list[Tensor], w_ih: Tensor, w_hh: Tensor, b: list[Tensor],
@@ -213,7 +221,8 @@ class RNN(_RNNBase):
         batch_first: input and output as (B, T, features) instead of (T, B, features).
         dropout: probability of zeroing each output of every layer but the last, in training mode.
         bidirectional: also run each layer backwards in time (D = 2) and join both outputs.
-        dtype, device: of the parameters (default: the default float dtype, ``"cpu"``).
+        dtype: of the parameters (default: the default float dtype).
+        device: of the parameters (default ``"cpu"``).
         generator: draws the initial values and the dropout masks (default: the device's default).
 
     Parameters, for layer l and each direction (suffix ``_l{l}``, ``_l{l}_reverse`` backwards),
@@ -255,8 +264,7 @@ class LSTM(_RNNBase):
 
     Layer l > 0 takes layer l-1's h_t (both directions joined) as its x_t.
 
-    Args:
-        as for :class:`RNN` (without ``nonlinearity``).
+    Takes the arguments of :class:`RNN`, without ``nonlinearity``.
 
     Parameters, for layer l and each direction (suffix ``_l{l}``, ``_l{l}_reverse`` backwards),
     every one drawn from U(-1/sqrt(H), 1/sqrt(H)):
@@ -287,8 +295,7 @@ class GRU(_RNNBase):
 
     The reset gate multiplies ``W_hn h + b_hn``, after the matmul (PyTorch's and cuDNN's form).
 
-    Args:
-        as for :class:`RNN` (without ``nonlinearity``).
+    Takes the arguments of :class:`RNN`, without ``nonlinearity``.
 
     Parameters, for layer l and each direction (suffix ``_l{l}``, ``_l{l}_reverse`` backwards),
     every one drawn from U(-1/sqrt(H), 1/sqrt(H)):

@@ -233,7 +233,8 @@ class RNNCell(_CellBase):
         hidden_size: H, features of the hidden state.
         bias: whether to use ``b_ih`` and ``b_hh``.
         nonlinearity: ``"tanh"`` or ``"relu"``.
-        dtype, device: of the parameters (default: the default float dtype, ``"cpu"``).
+        dtype: of the parameters (default: the default float dtype).
+        device: of the parameters (default ``"cpu"``).
         generator: draws the initial values (default: the device's default generator).
 
     Parameters (every one drawn from U(-1/sqrt(H), 1/sqrt(H))):
@@ -268,8 +269,12 @@ class LSTMCell(_CellBase):
         h' = o * tanh(c')
 
     Args:
-        input_size: I; hidden_size: H; bias: whether to use the biases.
-        dtype, device, generator: as for :class:`RNNCell`.
+        input_size: I, features of the input.
+        hidden_size: H, features of the hidden state.
+        bias: whether to use the biases.
+        dtype: as for :class:`RNNCell`.
+        device: as for :class:`RNNCell`.
+        generator: as for :class:`RNNCell`.
 
     Parameters (every one drawn from U(-1/sqrt(H), 1/sqrt(H))):
         weight_ih (4H, I) = [W_ii | W_if | W_ig | W_io] stacked by rows, weight_hh (4H, H),
@@ -304,8 +309,12 @@ class GRUCell(_CellBase):
     The reset gate multiplies ``W_hn h + b_hn``, after the matmul (PyTorch's and cuDNN's form).
 
     Args:
-        input_size: I; hidden_size: H; bias: whether to use the biases.
-        dtype, device, generator: as for :class:`RNNCell`.
+        input_size: I, features of the input.
+        hidden_size: H, features of the hidden state.
+        bias: whether to use the biases.
+        dtype: as for :class:`RNNCell`.
+        device: as for :class:`RNNCell`.
+        generator: as for :class:`RNNCell`.
 
     Parameters (every one drawn from U(-1/sqrt(H), 1/sqrt(H))):
         weight_ih (3H, I) = [W_ir | W_iz | W_in], weight_hh (3H, H), bias_ih (3H,), bias_hh (3H,).

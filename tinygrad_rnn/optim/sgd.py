@@ -31,16 +31,15 @@ class SGD(Optimizer):
 
     State per parameter: ``momentum_buffer`` (when momentum ≠ 0).
 
-    Example:
-        >>> import tinygrad_rnn as tg
-        >>> from tinygrad_rnn.nn import Parameter
-        >>> from tinygrad_rnn.optim import SGD
-        >>> w = Parameter(tg.tensor([1.0, -2.0]))
-        >>> opt = SGD([w], lr=0.1)
-        >>> (w * w).sum().backward()
-        >>> opt.step()
-        >>> [round(v, 6) for v in w.tolist()]
-        [0.8, -1.6]
+    >>> import tinygrad_rnn as tg
+    >>> from tinygrad_rnn.nn import Parameter
+    >>> from tinygrad_rnn.optim import SGD
+    >>> w = Parameter(tg.tensor([1.0, -2.0]))
+    >>> opt = SGD([w], lr=0.1)
+    >>> (w * w).sum().backward()
+    >>> opt.step()
+    >>> [round(v, 6) for v in w.tolist()]
+    [0.8, -1.6]
     """
 
     def __init__(self, params: ParamsT, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,

@@ -70,7 +70,8 @@ def gradcheck(fn: Callable[..., Tensor], inputs: Sequence[Tensor], *, eps: float
         fn: maps the input tensors to one output tensor.
         inputs: float64 CPU tensors; those with ``requires_grad=True`` are checked.
         eps: finite-difference step.
-        atol, rtol: allowed error, ``|analytic - numeric| <= atol + rtol * |numeric|`` elementwise.
+        atol: allowed absolute error: ``|analytic - numeric| <= atol + rtol * |numeric|`` elementwise.
+        rtol: allowed relative error (see ``atol``).
         max_elements: inputs up to this size are checked element by element, larger ones
             along ``n_directions`` random unit directions.
         seed: seeds the upstream gradient and the directions.
