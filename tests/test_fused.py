@@ -74,6 +74,6 @@ def test_lstm_layer_with_the_fused_cell_equals_the_composed_layer(T, B, H, bidir
         np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-13)
 
 
-def test_fused_is_offered_for_lstm_only():
-    with pytest.raises(ValueError, match="LSTM only"):
-        nn.GRU(3, 4, fused=True)
+def test_the_elman_rnn_has_no_fused_cell():
+    with pytest.raises(TypeError, match="fused"):
+        nn.RNN(3, 4, fused=True)
