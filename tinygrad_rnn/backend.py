@@ -447,7 +447,7 @@ def cuda_kernel(source: str, name: str) -> Any:
         raise DeviceError(f"cuda_kernel {name}: CuPy is not installed ({_CUPY_ERROR})")
     kernel = _kernels.get((source, name))
     if kernel is None:
-        kernel = _kernels[(source, name)] = cp.RawKernel(source, name, options=("--std=c++17",))
+        kernel = _kernels[(source, name)] = cp.RawKernel(source, name)  # NVRTC: C++17 by default
     return kernel
 
 
