@@ -36,9 +36,9 @@ def composed_gru(gi: tg.Tensor, gh: tg.Tensor, h: tg.Tensor) -> tg.Tensor:
 cases = st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(0, 2**31 - 1),
                   st.sampled_from(["float64", "float32"]))
 
-CELLS = {  # name: (fused op, composed cell, gate blocks, output blocks (LSTM: h' and c'))
-    "lstm": (LSTMCellFused.apply, composed_lstm, 4, 2),
-    "gru": (GRUCellFused.apply, composed_gru, 3, 1),
+CELLS = {  # name: (fused op, composed cell, gate blocks)
+    "lstm": (LSTMCellFused.apply, composed_lstm, 4),
+    "gru": (GRUCellFused.apply, composed_gru, 3),
 }
 
 
@@ -72,7 +72,7 @@ def assert_close(got: list[np.ndarray], want: list[np.ndarray], tol: dict, what:
 @given(case=cases)
 def test_fused_twin_matches_the_composed_cell_in_value_and_gradient(cell, case):
     B, H, seed, dtype = case
-    op, composed, _, _ = CELLS[cell]
+    op, composed, _ = CELLS[cell]
     inputs = arrays(cell, B, H, seed)
     _, got = run(op, inputs, dtype)
     _, want = run(composed, inputs, dtype)
@@ -93,7 +93,7 @@ def test_fused_cell_gradient_matches_finite_differences(cell, case):
 def test_fused_kernel_twin_and_composed_cell_agree_on_each_device(device, cell, dtype):
     """On cuda the op runs its CUDA kernel: it must match the NumPy twin run on the GPU, the
     composed cell on the GPU, and the twin on the CPU. On the CPU the twin and the composed cell."""
-    op, composed, _, _ = CELLS[cell]
+    op, composed, _ = CELLS[cell]
     tol = TOL[np.dtype(dtype)]
     for B, H in ((3, 5), (64, 300)):  # 64 x 300 spans several thread blocks
         inputs = arrays(cell, B, H, seed=B * H)
@@ -128,7 +128,7 @@ def test_fused_backward_takes_the_path_its_forward_took(device):
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_fused_cell_refuses_second_derivatives_with_a_clear_error(cell):
-    op, _, _, _ = CELLS[cell]
+    op = CELLS[cell][0]
     xs = [tg.Tensor(x, requires_grad=True) for x in arrays(cell, 1, 1, seed=0)[:-1]]
     (g,) = tg.grad(op(*xs).sum(), xs[:1], create_graph=False)
     assert g.shape == xs[0].shape
@@ -139,7 +139,7 @@ def test_fused_cell_refuses_second_derivatives_with_a_clear_error(cell):
 @pytest.mark.parametrize("cell", CELLS)
 def test_fused_cell_rejects_mismatched_shapes_and_dtypes_by_name(cell):
     """The kernels index memory directly: shapes are checked before anything runs."""
-    op, _, gates, _ = CELLS[cell]
+    op, _, gates = CELLS[cell]
     xs = [tg.Tensor(x) for x in arrays(cell, 2, 3, seed=0)[:-1]]
     bad_state = tg.Tensor(np.zeros((2, 4)))  # H = 4 against pre-activations made for H = 3
     with pytest.raises(tg.ShapeError, match=f"{op.__self__.__name__}.*\\(B, {gates}H\\)"):

@@ -102,12 +102,17 @@ def is_float(dtype: np.dtype) -> bool:
 
 def cuda_available() -> bool:
     """True when CuPy imported and sees at least one GPU."""
+    return _gpu_problem() is None
+
+
+def _gpu_problem() -> str | None:
+    """Why CuPy cannot use a GPU here, or None when it can."""
     if cp is None:
-        return False
+        return f"CuPy is not installed ({_CUPY_ERROR})"
     try:
-        return cp.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
+        return None if cp.cuda.runtime.getDeviceCount() > 0 else "no GPU found"
+    except Exception as exc:  # no driver, or a driver older than the CUDA the wheel was built for
+        return f"{type(exc).__name__}: {exc}"
 
 
 def check_device(device: str) -> str:
@@ -119,10 +124,16 @@ def check_device(device: str) -> str:
         if cp is None:
             raise DeviceError(
                 "device 'cuda' needs CuPy, which is not installed here "
-                f"({_CUPY_ERROR}); install the gpu extra: pip install 'tinygrad_rnn[gpu]'"
+                f"({_CUPY_ERROR}); install the gpu extra of your CUDA major version: "
+                "pip install 'tinygrad_rnn[gpu-cuda13]' or 'tinygrad_rnn[gpu-cuda12]' (the README says which)"
             )
-        if not cuda_available():
-            raise DeviceError("device 'cuda': CuPy is installed but sees no GPU; use device='cpu'")
+        problem = _gpu_problem()
+        if problem:
+            raise DeviceError(
+                f"device 'cuda': CuPy is installed but sees no GPU ({problem}). Without a GPU use "
+                "device='cpu'; with one, install the gpu extra of the CUDA version nvidia-smi shows "
+                "(gpu-cuda12 or gpu-cuda13)"
+            )
         return "cuda"
     if name == "cpu":
         return "cpu"

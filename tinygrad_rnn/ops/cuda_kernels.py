@@ -29,18 +29,21 @@ from .. import backend
 CTYPES = {"float32": "float", "float64": "double"}  # the dtypes the kernels are built for
 
 _ELEMENTS = r"""
+// tanh in the precision of its argument, named so that no overload resolution is left to chance.
+__host__ __device__ inline float tanh_(float x) { return tanhf(x); }
+__host__ __device__ inline double tanh_(double x) { return tanh(x); }
 // The logistic function in the form the NumPy twin uses (stable for large |x|).
-__host__ __device__ inline T sigmoid_(T x) { return tanh(x * (T)0.5) * (T)0.5 + (T)0.5; }
+__host__ __device__ inline T sigmoid_(T x) { return tanh_(x * (T)0.5) * (T)0.5 + (T)0.5; }
 
 // LSTM, forward: c' = f c + i g, h' = o tanh(c'); a is (B, 4H) = i | f | g | o.
 __host__ __device__ inline void lstm_forward_at(long long k, long long H, const T* a, const T* c,
                                                 T* h_out, T* c_out) {
     const long long b = k / H, j = k - b * H;
     const T* ab = a + b * 4 * H + j;
-    const T i = sigmoid_(ab[0]), f = sigmoid_(ab[H]), g = tanh(ab[2 * H]), o = sigmoid_(ab[3 * H]);
+    const T i = sigmoid_(ab[0]), f = sigmoid_(ab[H]), g = tanh_(ab[2 * H]), o = sigmoid_(ab[3 * H]);
     const T cn = f * c[k] + i * g;
     c_out[k] = cn;
-    h_out[k] = o * tanh(cn);
+    h_out[k] = o * tanh_(cn);
 }
 
 // LSTM, backward. With dct = dc' + dh' o (1 - tanh(c')^2):
@@ -51,8 +54,8 @@ __host__ __device__ inline void lstm_backward_at(long long k, long long H, const
     const long long b = k / H, j = k - b * H;
     const T* ab = a + b * 4 * H + j;
     T* db = da + b * 4 * H + j;
-    const T i = sigmoid_(ab[0]), f = sigmoid_(ab[H]), g = tanh(ab[2 * H]), o = sigmoid_(ab[3 * H]);
-    const T tc = tanh(c_new[k]);
+    const T i = sigmoid_(ab[0]), f = sigmoid_(ab[H]), g = tanh_(ab[2 * H]), o = sigmoid_(ab[3 * H]);
+    const T tc = tanh_(c_new[k]);
     const T dct = dc[k] + dh[k] * o * ((T)1 - tc * tc);
     db[0] = dct * g * i * ((T)1 - i);
     db[H] = dct * c[k] * f * ((T)1 - f);
@@ -68,7 +71,7 @@ __host__ __device__ inline void gru_forward_at(long long k, long long H, const T
     const T* xi = gi + b * 3 * H + j;
     const T* hh = gh + b * 3 * H + j;
     const T r = sigmoid_(xi[0] + hh[0]), z = sigmoid_(xi[H] + hh[H]);
-    const T n = tanh(xi[2 * H] + r * hh[2 * H]);
+    const T n = tanh_(xi[2 * H] + r * hh[2 * H]);
     h_out[k] = n + z * (h[k] - n);
 }
 
@@ -82,7 +85,7 @@ __host__ __device__ inline void gru_backward_at(long long k, long long H, const 
     T* dxi = dgi + b * 3 * H + j;
     T* dhh = dgh + b * 3 * H + j;
     const T r = sigmoid_(xi[0] + hh[0]), z = sigmoid_(xi[H] + hh[H]);
-    const T n = tanh(xi[2 * H] + r * hh[2 * H]);
+    const T n = tanh_(xi[2 * H] + r * hh[2 * H]);
     const T d = dh_out[k];
     const T dn = d * ((T)1 - z) * ((T)1 - n * n);
     const T dz = d * (h[k] - n) * z * ((T)1 - z);
