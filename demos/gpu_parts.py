@@ -140,6 +140,8 @@ def part_tests(args: Any, budget: float) -> dict[str, Any]:
            "-rfE", f"--junitxml={junit}", *shlex.split(args.pytest_args)]
     if not args.quick and _has("xdist"):
         cmd += ["-n", "4"]  # independent cases; a worker lost to a GPU fault is replaced, not the run
+    if not args.quick and _has("pytest_timeout"):
+        cmd += ["--timeout", "90"]  # a hung case fails alone instead of taking the part's whole budget
     t0 = time.perf_counter()
     rc = run_logged(cmd, budget - 12, log)
     took = time.perf_counter() - t0
@@ -148,7 +150,7 @@ def part_tests(args: Any, budget: float) -> dict[str, Any]:
                        + code_block(tail(log, 40)))
     cases = _junit_cases(junit)
     count = {k: sum(c["outcome"] == k for c in cases) for k in ("passed", "failed", "error", "skipped")}
-    skipped_cuda = [c for c in cases if c["outcome"] == "skipped" and "cuda" in c["name"].split("[")[-1]]
+    skipped_cuda = [c for c in cases if c["outcome"] == "skipped" and "cuda" in c["name"].partition("[")[2]]
     bad = [c for c in cases if c["outcome"] in ("failed", "error")]
     summary = (f"{count['passed']} passed, {count['failed']} failed, {count['error']} errors, {count['skipped']} "
                f"skipped ({len(skipped_cuda)} of them cuda cases) in {took:.0f} s"

@@ -143,3 +143,37 @@ def test_launch_passes_ints_as_64_bit_and_fills_the_grid():
     (grid, block, args), = calls
     assert grid[0] * block[0] >= 1000 > (grid[0] - 1) * block[0]
     assert [type(a) for a in args[:2]] == [np.int64, np.int64] and args[2] == "array"
+
+
+# ---------------------------------------------------------------- scatter-add (cupy.add.at on the GPU)
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_index_add_sums_repeated_indices_on_each_device(device, dtype):
+    """The backward of advanced indexing (cross-entropy's pick, embedding): float64 too on the GPU."""
+    rng = np.random.default_rng(0)
+    index = (np.arange(6)[:, None], rng.integers(0, 4, (6, 5)))  # each row hits its 4 columns 5 times
+    values = rng.standard_normal((6, 5))
+    want = np.zeros((6, 4))
+    np.add.at(want, index, values)
+    out = backend.zeros((6, 4), np.dtype(dtype), device)
+    backend.index_add_(out, tuple(backend.to_device(i, device) for i in index),
+                       backend.to_device(values.astype(dtype), device))
+    np.testing.assert_allclose(backend.to_numpy(out), want, **TOL[np.dtype(dtype)])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_value_and_gradient_match_the_cpu_on_each_device(device, dtype):
+    from tinygrad_rnn.nn import functional as F
+
+    rng = np.random.default_rng(1)
+    logits, target = rng.standard_normal((12, 7)).astype(dtype), rng.integers(0, 7, 12)
+    target[3] = -100  # ignored
+    results = []
+    for dev in ("cpu", device):
+        x = tg.tensor(logits, device=dev, requires_grad=True)
+        loss = F.cross_entropy(x, tg.tensor(target, device=dev))
+        (g,) = tg.grad(loss, [x])
+        results.append((loss.item(), g.numpy()))
+    (l0, g0), (l1, g1) = results
+    np.testing.assert_allclose(l1, l0, **TOL[np.dtype(dtype)])
+    np.testing.assert_allclose(g1, g0, **TOL[np.dtype(dtype)])
