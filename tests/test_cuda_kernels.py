@@ -3,8 +3,10 @@
 * ``nvcc`` compiles the very source CuPy hands NVRTC, for Hopper (sm_90), warnings as errors:
   a typo in a kernel fails here, not on the GPU.
 * The kernels' arithmetic (each one's ``__host__ __device__`` element function) is compiled
-  for the CPU in plain loops and compared with the NumPy twins of the fused ops, values and
-  gradients, on hypothesis-drawn shapes: a wrong gate offset or sign fails here too.
+  for the CPU in plain loops, and the fused ops and layers run their CUDA path on NumPy arrays
+  with each launch answered by that loop: the launchers, the arguments they pass and the
+  saved arrays are tested against the NumPy twins and the composed layers, values and
+  gradients, on hypothesis-drawn shapes. A wrong gate offset, sign or argument fails here.
 * With CuPy installed but no GPU, building the kernel objects works and cuda stays unavailable.
 
 Each part skips where its tool (nvcc, CuPy) is missing; on a GPU, ``test_fused.py`` runs the
@@ -16,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import shutil
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +28,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tinygrad_rnn as tg
-from tinygrad_rnn import backend
-from tinygrad_rnn.ops import cuda_kernels
+from tinygrad_rnn import backend, nn
+from tinygrad_rnn.ops import cuda_kernels, fused
 from tinygrad_rnn.ops.fused import GRUCellFused, LSTMCellFused
 
 NVCC = shutil.which("nvcc") or next(
@@ -75,52 +78,91 @@ def host_kernels(tmp_path_factory):
     return libs
 
 
-def call(lib, name: str, B: int, H: int, *arrays: np.ndarray) -> None:
-    """``<name>_host(B * H, H, pointers...)``: the kernel's loop over the (B, H) state, on the CPU."""
-    assert all(a.flags.c_contiguous for a in arrays)
-    getattr(lib, f"{name}_host")(ctypes.c_longlong(B * H), ctypes.c_longlong(H),
-                                 *[a.ctypes.data_as(ctypes.c_void_p) for a in arrays])
+@contextmanager
+def kernels_on_the_cpu(libs: dict):
+    """The fused ops take their CUDA path on NumPy arrays: ``backend.cuda_kernel`` hands out, for
+    each kernel, a stand-in that runs the same element function in the host library, receiving
+    exactly what CuPy's kernel would (grid, block, the launcher's arguments). So the launchers'
+    argument order, the saved arrays and the dispatch are tested, not only the arithmetic.
+    Every output array is poisoned with NaN first: each element must be written. Yields the list
+    of the kernels launched."""
+    launched: list[str] = []
+
+    def cuda_kernel(source: str, name: str):
+        dtype = "float32" if source.startswith("typedef float T;") else "float64"
+        host = getattr(libs[dtype], f"{name}_host")
+        outputs = [not p.strip().startswith("const") for p in cuda_kernels.KERNELS[name].split(",")]
+
+        def launch(grid, block, args):
+            n, H, *arrays = args
+            assert type(n) is type(H) is np.int64 and grid[0] * block[0] >= n
+            assert len(arrays) == len(outputs) and all(a.dtype == dtype and a.flags.c_contiguous for a in arrays)
+            for a, out in zip(arrays, outputs):
+                if out:
+                    a.fill(np.nan)
+            launched.append(name)
+            host(ctypes.c_longlong(n), ctypes.c_longlong(H), *[a.ctypes.data_as(ctypes.c_void_p) for a in arrays])
+        return launch
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(backend, "cuda_kernel", cuda_kernel)
+        mp.setattr(fused, "_kernel_path", lambda a: a.dtype.name in cuda_kernels.CTYPES)
+        yield launched
 
 
-def twin(op, inputs: list[np.ndarray], up: np.ndarray) -> list[np.ndarray]:
+def value_and_grads(op, inputs: list[np.ndarray], up: np.ndarray, kernel: bool) -> list[np.ndarray]:
     xs = [tg.Tensor(x, requires_grad=True) for x in inputs]
     out = op(*xs)
-    assert not out.node.kernel  # the NumPy twin
+    assert out.node.kernel == kernel  # which body ran
     return [out.numpy()] + [g.numpy() for g in tg.grad(out, xs, tg.Tensor(up))]
 
 
 shapes = st.tuples(st.integers(1, 5), st.integers(1, 9), st.integers(0, 2**31 - 1), st.sampled_from(DTYPES))
 
 
-@given(case=shapes)
-def test_lstm_kernel_arithmetic_matches_the_numpy_twin(host_kernels, case):
-    B, H, seed, dtype = case
+def cell_arrays(cell: str, B: int, H: int, seed: int, dtype: str) -> tuple[list[np.ndarray], np.ndarray]:
     rng = np.random.default_rng(seed)
-    a, c = rng.uniform(-3, 3, (B, 4 * H)).astype(dtype), rng.uniform(-2, 2, (B, H)).astype(dtype)
-    up = rng.standard_normal((2, B, H)).astype(dtype)
-    lib = host_kernels[dtype]
-    out = np.full((2, B, H), np.nan, dtype)  # poisoned: every element must be written
-    call(lib, "lstm_forward", B, H, a, c, out[0], out[1])
-    da, dc = np.full_like(a, np.nan), np.full_like(c, np.nan)
-    dh, dcn = np.ascontiguousarray(up[0]), np.ascontiguousarray(up[1])
-    call(lib, "lstm_backward", B, H, a, c, np.ascontiguousarray(out[1]), dh, dcn, da, dc)
-    for got, want in zip([out, da, dc], twin(LSTMCellFused.apply, [a, c], up)):
-        np.testing.assert_allclose(got, want, **TOL[np.dtype(dtype)])
+    if cell == "lstm":
+        ins, up = [rng.uniform(-3, 3, (B, 4 * H)), rng.uniform(-2, 2, (B, H))], rng.standard_normal((2, B, H))
+    else:
+        ins = [rng.uniform(-3, 3, (B, 3 * H)), rng.uniform(-3, 3, (B, 3 * H)), rng.uniform(-1, 1, (B, H))]
+        up = rng.standard_normal((B, H))
+    return [x.astype(dtype) for x in ins], up.astype(dtype)
 
 
+@pytest.mark.parametrize("cell,op", [("lstm", LSTMCellFused.apply), ("gru", GRUCellFused.apply)], ids=["lstm", "gru"])
 @given(case=shapes)
-def test_gru_kernel_arithmetic_matches_the_numpy_twin(host_kernels, case):
+def test_fused_op_through_its_kernels_matches_the_numpy_twin(host_kernels, cell, op, case):
     B, H, seed, dtype = case
-    rng = np.random.default_rng(seed)
-    gi, gh = (rng.uniform(-3, 3, (B, 3 * H)).astype(dtype) for _ in range(2))
-    h, up = rng.uniform(-1, 1, (B, H)).astype(dtype), rng.standard_normal((B, H)).astype(dtype)
-    lib = host_kernels[dtype]
-    out = np.full((B, H), np.nan, dtype)
-    call(lib, "gru_forward", B, H, gi, gh, h, out)
-    dgi, dgh, dh = np.full_like(gi, np.nan), np.full_like(gh, np.nan), np.full_like(h, np.nan)
-    call(lib, "gru_backward", B, H, gi, gh, h, up, dgi, dgh, dh)
-    for got, want in zip([out, dgi, dgh, dh], twin(GRUCellFused.apply, [gi, gh, h], up)):
-        np.testing.assert_allclose(got, want, **TOL[np.dtype(dtype)])
+    inputs, up = cell_arrays(cell, B, H, seed, dtype)
+    want = value_and_grads(op, inputs, up, kernel=False)
+    with kernels_on_the_cpu(host_kernels):
+        got = value_and_grads(op, inputs, up, kernel=True)
+    for name, u, v in zip(["value", "gradient 0", "gradient 1", "gradient 2"], got, want):
+        np.testing.assert_allclose(u, v, err_msg=f"{cell} {dtype} {name}", **TOL[np.dtype(dtype)])
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_layers_through_the_kernels_equal_the_composed_layers(host_kernels, mode):
+    """Two layers, both directions, float64: every output and gradient, kernels against composed ops."""
+    rng = np.random.default_rng(3)
+    x = tg.Tensor(rng.standard_normal((6, 3, 4)), requires_grad=True)
+    up = tg.Tensor(rng.standard_normal((6, 3, 10)))
+    results = []
+    for fused_cell in (False, True):
+        layer = getattr(nn, mode)(4, 5, 2, bidirectional=True, dtype="float64", generator=tg.Generator(1),
+                                  fused=fused_cell)
+        with kernels_on_the_cpu(host_kernels) as launched:
+            out, state = layer(x)
+            finals = list(state) if mode == "LSTM" else [state]
+            loss = (out * up).sum() + sum((s * s).sum() for s in finals)
+            grads = tg.grad(loss, [x, *layer.parameters()])
+        steps = 6 * 2 * 2 if fused_cell else 0  # T steps, 2 layers, 2 directions: one launch each way
+        assert sorted(set(launched)) == ([f"{mode.lower()}_backward", f"{mode.lower()}_forward"] if fused_cell else [])
+        assert len(launched) == 2 * steps
+        results.append([out.numpy()] + [s.numpy() for s in finals] + [g.numpy() for g in grads])
+    for u, v in zip(*results):
+        np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-13)
 
 
 # ---------------------------------------------------------------- CuPy without a GPU
