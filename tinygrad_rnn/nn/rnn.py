@@ -257,7 +257,7 @@ class LSTM(_RNNBase):
 
     Args:
         as for :class:`RNN` (without ``nonlinearity``), and ``fused``: run each step's elementwise
-        part as one first-order op (``ops/fused.py``; a CUDA kernel on the GPU), same results.
+        part as one first-order op (``ops/fused.py``; a CUDA kernel on the GPU), equal up to rounding.
 
     Parameters, for layer l and each direction (suffix ``_l{l}``, ``_l{l}_reverse`` backwards),
     every one drawn from U(-1/sqrt(H), 1/sqrt(H)):
@@ -290,7 +290,7 @@ class GRU(_RNNBase):
 
     Args:
         as for :class:`RNN` (without ``nonlinearity``), and ``fused``: run each step's elementwise
-        part as one first-order op (``ops/fused.py``; a CUDA kernel on the GPU), same results.
+        part as one first-order op (``ops/fused.py``; a CUDA kernel on the GPU), equal up to rounding.
 
     Parameters, for layer l and each direction (suffix ``_l{l}``, ``_l{l}_reverse`` backwards),
     every one drawn from U(-1/sqrt(H), 1/sqrt(H)):
