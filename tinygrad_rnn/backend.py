@@ -102,12 +102,17 @@ def is_float(dtype: np.dtype) -> bool:
 
 def cuda_available() -> bool:
     """True when CuPy imported and sees at least one GPU."""
+    return _gpu_problem() is None
+
+
+def _gpu_problem() -> str | None:
+    """Why CuPy cannot use a GPU here, or None when it can."""
     if cp is None:
-        return False
+        return f"CuPy is not installed ({_CUPY_ERROR})"
     try:
-        return cp.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
+        return None if cp.cuda.runtime.getDeviceCount() > 0 else "no GPU found"
+    except Exception as exc:  # no driver, or a driver older than the CUDA the wheel was built for
+        return f"{type(exc).__name__}: {exc}"
 
 
 def check_device(device: str) -> str:
@@ -119,10 +124,16 @@ def check_device(device: str) -> str:
         if cp is None:
             raise DeviceError(
                 "device 'cuda' needs CuPy, which is not installed here "
-                f"({_CUPY_ERROR}); install the gpu extra: pip install 'tinygrad_rnn[gpu]'"
+                f"({_CUPY_ERROR}); install the gpu extra of your CUDA major version: "
+                "pip install 'tinygrad_rnn[gpu-cuda13]' or 'tinygrad_rnn[gpu-cuda12]' (the README says which)"
             )
-        if not cuda_available():
-            raise DeviceError("device 'cuda': CuPy is installed but sees no GPU; use device='cpu'")
+        problem = _gpu_problem()
+        if problem:
+            raise DeviceError(
+                f"device 'cuda': CuPy is installed but sees no GPU ({problem}). Without a GPU use "
+                "device='cpu'; with one, install the gpu extra of the CUDA version nvidia-smi shows "
+                "(gpu-cuda12 or gpu-cuda13)"
+            )
         return "cuda"
     if name == "cpu":
         return "cpu"
@@ -141,6 +152,19 @@ def get_xp(a: Array) -> Any:
 
 def xp_for(device: str) -> Any:
     return cp if device == "cuda" else np
+
+
+def reading_blocks(a: Array) -> bool:
+    """True when reading a value of ``a`` on the host makes the host wait for the device.
+
+    That is every CuPy array: kernels run asynchronously, so ``float(a)``, ``bool(a)``,
+    ``a.item()`` or a copy to NumPy first waits for all the work queued before it (a
+    synchronisation, which also stops the host from queuing more work meanwhile). Ops use
+    this to keep checks that would read a value out of a training step on the GPU, where
+    the value can carry the check instead (see ``nn.functional.cross_entropy``). On NumPy
+    arrays a read costs nothing and the checks run at once.
+    """
+    return cp is not None and isinstance(a, cp.ndarray)
 
 
 def synchronize(device: str) -> None:
@@ -309,9 +333,9 @@ def index_add_(out: Array, index: Any, values: Array) -> None:
     elif isinstance(out, np.ndarray):
         np.add.at(out, index, values)
     else:
-        import cupyx  # type: ignore[import-not-found]
-
-        cupyx.scatter_add(out, index, values)
+        # CuPy's ufunc.at (CuPy >= 13; cupyx.scatter_add is its older spelling): atomic adds on
+        # the GPU, float64 included (atomicAdd on doubles exists from compute capability 6.0).
+        cp.add.at(out, index, values)
 
 
 def is_basic_index(index: Any) -> bool:
@@ -401,9 +425,54 @@ def sigmoid_grad(grad: Array, y: Array) -> Array:
     return out
 
 
-def one_hot(index: Array, num_classes: int, dtype: np.dtype) -> Array:
+def one_hot(index: Array, num_classes: int, dtype: np.dtype, nan_out_of_range: bool = False) -> Array:
+    """(*S, num_classes) 0/1 rows for an integer ``index`` of shape S; with ``nan_out_of_range``
+    (float dtypes), an index outside [0, num_classes) gets a row of NaN instead of zeros."""
     xp = get_xp(index)
-    return (index[..., None] == xp.arange(num_classes)).astype(dtype)
+    out = (index[..., None] == xp.arange(num_classes)).astype(dtype)
+    if nan_out_of_range:
+        inside = (index >= 0) & (index < num_classes)
+        out = xp.where(inside[..., None], out, np.nan).astype(dtype, copy=False)  # NaN as a kernel argument
+    return out
+
+
+def reciprocal_count(count: Array, dtype: np.dtype) -> Array:
+    """``1 / count`` as a 0-d array of ``dtype``, without leaving the device: computed in float64,
+    so that it rounds as ``1.0 / float(count)`` would; NaN for a count of 0, so that a mean over
+    no entries is NaN (0/0, as in PyTorch) without a division-by-zero warning."""
+    xp = get_xp(count)
+    n = xp.asarray(count, dtype=float64)
+    return xp.where(n == 0, np.nan, 1.0 / xp.where(n == 0, 1.0, n)).astype(dtype)
+
+
+# ---------------------------------------------------------------- CUDA kernels
+
+_kernels: dict[tuple[str, str], Any] = {}
+
+
+def cuda_kernel(source: str, name: str) -> Any:
+    """The ``extern "C" __global__`` function ``name`` of the CUDA C++ ``source``, as a CuPy
+    RawKernel: built once per (source, name); NVRTC compiles it at its first launch, for the
+    GPU it runs on (CuPy keeps the binary in its kernel cache on disk)."""
+    if cp is None:
+        raise DeviceError(f"cuda_kernel {name}: CuPy is not installed ({_CUPY_ERROR})")
+    kernel = _kernels.get((source, name))
+    if kernel is None:
+        kernel = _kernels[(source, name)] = cp.RawKernel(source, name)  # NVRTC: C++17 by default
+    return kernel
+
+
+_THREADS = 256  # threads per block: a multiple of the warp, small enough for any register use
+_MAX_BLOCKS = 65535 * 16  # enough to fill any GPU; the kernels loop over the rest (grid-stride)
+
+
+def launch(kernel: Any, n: int, args: tuple) -> None:
+    """Start ``kernel`` over ``n`` elements, one thread each (none when ``n`` is 0). Python ints
+    in ``args`` are passed as 64-bit ints (C ``long long``), arrays as device pointers."""
+    if n == 0:
+        return
+    blocks = min(-(-n // _THREADS), _MAX_BLOCKS)
+    kernel((blocks,), (_THREADS,), tuple(np.int64(x) if isinstance(x, int) else x for x in args))
 
 
 # ---------------------------------------------------------------- files

@@ -90,13 +90,21 @@ def addmm(c: Any, a: Tensor, b: Tensor) -> Tensor:
 
 
 def one_hot(index: Tensor, num_classes: int, dtype: Any = None) -> Tensor:
-    """Integer tensor of shape S to a (S..., num_classes) tensor of 0/1 (no gradient)."""
+    """Integer tensor of shape S to a (S..., num_classes) tensor of 0/1 (no gradient).
+
+    An index outside [0, num_classes) is a ValueError, except for a float ``dtype`` on the GPU:
+    there the check would make the host wait for the device, so that index's row is NaN instead
+    (never a silent row of zeros).
+    """
     if backend.is_float(index.dtype):
         raise DTypeError(f"one_hot: indices must be integers, got {index.dtype}")
+    d = backend.to_dtype(dtype)
+    if backend.reading_blocks(index.data) and backend.is_float(d):
+        return Tensor(backend.one_hot(index.data, num_classes, d, nan_out_of_range=True))
     if index.numel() and (int(index.data.min()) < 0 or int(index.data.max()) >= num_classes):
         raise ValueError(f"one_hot: indices must lie in [0, {num_classes}), got "
                          f"[{int(index.data.min())}, {int(index.data.max())}]")
-    return Tensor(backend.one_hot(index.data, num_classes, backend.to_dtype(dtype)))
+    return Tensor(backend.one_hot(index.data, num_classes, d))
 
 
 def _axis_or_dim(op: str, axis: int, dim: int | None) -> int:

@@ -162,14 +162,10 @@ def _check_reduction(op: str, reduction: str) -> None:
         raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
-def _reduce(loss: Tensor, reduction: str, denominator: float | None = None) -> Tensor:
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
     if reduction == "none":
         return loss
-    if reduction == "sum":
-        return loss.sum()
-    if denominator is None:
-        return loss.mean()
-    return loss.sum() * (1.0 / denominator if denominator else float("nan"))  # 0/0 is NaN, as in PyTorch
+    return loss.sum() if reduction == "sum" else loss.mean()
 
 
 def _class_loss(op: str, log_probs: Tensor, target: Any, weight: Any, ignore_index: int,
@@ -197,11 +193,14 @@ def _class_loss(op: str, log_probs: Tensor, target: Any, weight: Any, ignore_ind
         raise ShapeError(f"{op}: weight must have shape ({C},), one entry per class, got {tuple(w.shape)}")
 
     valid = t != ignore_index
-    bad = valid & ((t < 0) | (t >= C))
-    if bad.any():
-        raise ValueError(f"{op}: target values must be class indices in [0, {C}) or ignore_index={ignore_index}; "
-                         f"found {int(t[bad].reshape(-1)[0])} (input shape {log_probs.shape})")
-    safe = backend.where(valid, t, 0)  # ignored entries pick class 0, then are masked out
+    in_range = (t >= 0) & (t < C)
+    deferred = backend.reading_blocks(t)  # on the GPU, checking a value here would stall the step
+    if not deferred:
+        bad = valid & ~in_range
+        if bad.any():
+            raise ValueError(f"{op}: target values must be class indices in [0, {C}) or ignore_index={ignore_index}; "
+                             f"found {int(t[bad].reshape(-1)[0])} (input shape {log_probs.shape})")
+    safe = backend.where(valid & in_range, t, 0)  # ignored (and, deferred, bad) entries pick class 0
 
     # Pick log_probs[n, t[n, d...], d...] by advanced indexing: one arange per non-class axis,
     # shaped to broadcast against the target. Only the picked entries get a gradient.
@@ -213,14 +212,17 @@ def _class_loss(op: str, log_probs: Tensor, target: Any, weight: Any, ignore_ind
         index.append(backend.arange(0, size, 1, backend.int64, log_probs.device).reshape(shape))
     index.insert(1, safe)
     picked = log_probs[tuple(index)]  # (N, d1, ...)
+    if deferred:  # an out-of-range target's entry becomes NaN, in the loss and in every gradient
+        picked = picked * Tensor(backend.where(valid & ~in_range, float("nan"), 1.0).astype(log_probs.dtype))
 
+    # The denominator of "mean" stays a device array: float() of it would be a synchronisation.
     if w is None:
         loss = -picked
-        denominator = float(valid.sum())
+        count = valid.sum()
     else:
         coef = w[safe] * valid  # weight of each target's class; 0 where ignored
         loss = -(picked * Tensor(coef))
-        denominator = float(coef.sum())
+        count = coef.sum()
     if label_smoothing > 0:
         # PyTorch: (1 - eps) * nll + eps / C * sum_c(-w_c * log p_c), both reduced with nll's denominator
         if w is None:
@@ -233,7 +235,9 @@ def _class_loss(op: str, log_probs: Tensor, target: Any, weight: Any, ignore_ind
     loss = where(Tensor(valid), loss, 0.0)
     if unbatched and reduction == "none":
         return loss.reshape(())
-    return _reduce(loss, reduction, denominator)
+    if reduction == "mean":  # sum / count, with 0 / 0 = NaN as in PyTorch
+        return loss.sum() * Tensor(backend.reciprocal_count(count, loss.dtype))
+    return _reduce(loss, reduction)
 
 
 def cross_entropy(logits: Tensor, target: Any, weight: Any = None, *, ignore_index: int = -100,
@@ -254,7 +258,13 @@ def cross_entropy(logits: Tensor, target: Any, weight: Any = None, *, ignore_ind
 
     Raises:
         DTypeError: the target is not an integer tensor. ShapeError: the shapes do not pair up.
-        ValueError: a target outside [0, C) that is not ``ignore_index``.
+        ValueError: a target outside [0, C) that is not ``ignore_index`` (on the CPU).
+
+    On the GPU (CuPy arrays) no value is read back during the call, so a training step never
+    waits for the device here: an out-of-range target is not raised but makes its entry NaN,
+    so the loss and all the gradients are NaN (never a silently wrong value; PyTorch stops
+    with a device-side assert instead). To get the error with the offending value, run the
+    same batch on the CPU.
     """
     if logits.ndim == 0:
         raise ShapeError("cross_entropy: logits must have a class axis, got a 0-d tensor")

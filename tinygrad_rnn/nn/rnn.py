@@ -64,9 +64,9 @@ class _RNNBase(Module):
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
         self.bidirectional = bidirectional
         self.generator = generator  # also draws the dropout masks
-        if fused and self.mode != "LSTM":
-            raise ValueError(f"{cls}: fused=True exists for LSTM only")
-        self.fused = fused  # LSTM: the cell's elementwise part as one first-order op (ops/fused.py)
+        if fused and self.mode not in ("LSTM", "GRU"):
+            raise ValueError(f"{cls}: fused=True exists for LSTM and GRU only")
+        self.fused = fused  # the cell's elementwise part as one first-order op (ops/fused.py)
         g, h, dirs = GATES[self.mode] * hidden_size, hidden_size, 2 if bidirectional else 1
         names: list[str] = []
         shapes: list[tuple[int, ...]] = []
@@ -201,7 +201,7 @@ class _RNNBase(Module):
         whh_t, whh = Contiguous.apply(w_hh.T), w_hh.data
         if self.mode == "GRU":
             xw = input_projection(x, w_ih, b[0] if b else None)
-            return gru_steps(xw, state[0], whh_t, b[1] if b else None, order, self.hidden_size, whh)
+            return gru_steps(xw, state[0], whh_t, b[1] if b else None, order, self.hidden_size, whh, self.fused)
         xw = input_projection(x, w_ih, b[0] + b[1] if b else None)  # both biases simply add: folded
         if self.mode == "LSTM":
             return lstm_steps(xw, state[0], state[1], whh_t, order, self.hidden_size, self.fused, whh)
@@ -264,7 +264,8 @@ class LSTM(_RNNBase):
 
     Layer l > 0 takes layer l-1's h_t (both directions joined) as its x_t.
 
-    Takes the arguments of :class:`RNN`, without ``nonlinearity``.
+    Takes the arguments of :class:`RNN`, without ``nonlinearity``, and ``fused``: run each step's
+    elementwise part as one first-order op (``ops/fused.py``; a CUDA kernel on the GPU), equal up to rounding.
 
     Parameters, for layer l and each direction (suffix ``_l{l}``, ``_l{l}_reverse`` backwards),
     every one drawn from U(-1/sqrt(H), 1/sqrt(H)):
@@ -295,7 +296,8 @@ class GRU(_RNNBase):
 
     The reset gate multiplies ``W_hn h + b_hn``, after the matmul (PyTorch's and cuDNN's form).
 
-    Takes the arguments of :class:`RNN`, without ``nonlinearity``.
+    Takes the arguments of :class:`RNN`, without ``nonlinearity``, and ``fused``: run each step's
+    elementwise part as one first-order op (``ops/fused.py``; a CUDA kernel on the GPU), equal up to rounding.
 
     Parameters, for layer l and each direction (suffix ``_l{l}``, ``_l{l}_reverse`` backwards),
     every one drawn from U(-1/sqrt(H), 1/sqrt(H)):

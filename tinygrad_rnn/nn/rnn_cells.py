@@ -38,7 +38,7 @@ from .. import backend
 from ..backend import DTypeLike, Generator
 from ..errors import DeviceError, DTypeError, ShapeError
 from ..ops.elementwise import Add, Mul, Relu, Sigmoid, Sub, Tanh
-from ..ops.fused import LSTMCellFused
+from ..ops.fused import GRUCellFused, LSTMCellFused
 from ..ops.linalg import Addmm, MatMul
 from ..ops.shape import GetItem
 from ..tensor import Tensor
@@ -98,13 +98,19 @@ def lstm_steps(xw: Sequence[Tensor], h: Tensor, c: Tensor, whh_t: Tensor, order:
 
 
 def gru_steps(xw: Sequence[Tensor], h: Tensor, whh_t: Tensor, b_hh: Tensor | None, order: range,
-              hs: int, whh: Any = None) -> tuple[list[Tensor], Tensor]:
+              hs: int, whh: Any = None, fused: bool = False) -> tuple[list[Tensor], Tensor]:
     """GRU steps; ``xw`` holds ``W_ih x_t + b_ih`` only, ``whh_t`` is ``W_hh^T`` (H, 3H), ``whh``
-    optionally ``W_hh`` itself (row-major, for the backward products)."""
+    optionally ``W_hh`` itself (row-major, for the backward products). ``fused``: the cell's
+    elementwise part as one op (``GRUCellFused``, first-order only)."""
     rz_, n_, r_, z_ = _cols(0, 2 * hs), _cols(2 * hs, 3 * hs), _cols(0, hs), _cols(hs, 2 * hs)
     pick, mm, addmm = GetItem.apply, MatMul.apply, Addmm.apply
-    mul, add, sub, sigmoid, tanh = Mul.apply, Add.apply, Sub.apply, Sigmoid.apply, Tanh.apply
     outs: list[Any] = [None] * len(xw)
+    if fused:
+        for t in order:
+            gh = mm(h, whh_t) if b_hh is None else addmm(b_hh, h, whh_t, bt=whh)  # W_hh h + b_hh: r | z | n
+            h = outs[t] = GRUCellFused.apply(xw[t], gh, h)
+        return outs, h
+    mul, add, sub, sigmoid, tanh = Mul.apply, Add.apply, Sub.apply, Sigmoid.apply, Tanh.apply
     for t in order:
         gi = xw[t]  # W_ih x + b_ih: r | z | n
         gh = mm(h, whh_t) if b_hh is None else addmm(b_hh, h, whh_t, bt=whh)  # W_hh h + b_hh: r | z | n

@@ -1,19 +1,50 @@
-"""Fused recurrent-cell ops: the elementwise part of an LSTM step as ONE op, with a
+"""Fused recurrent-cell ops: the elementwise part of an LSTM or GRU step as ONE op, with a
 hand-written backward. Optional: the layers use the composed cell unless built with
-``fused=True``, and ``tests/test_fused.py`` proves this op equal to the composed one.
+``fused=True``, and ``tests/test_fused.py`` proves each op equal to the composed one.
 
-Why: the composed LSTM step is 13 ops (forward) whose rules each read and write whole
-(B, 4H) or (B, H) arrays; fused, the step is pick + addmm + this op + 2 picks, and the
-arithmetic runs in fewer passes over memory. It is first-order only (its backward is
-written on arrays); differentiate twice with the composed cell.
+Why: the composed LSTM step is 13 ops (forward) and the GRU step 16, whose rules each read
+and write whole (B, G*H) or (B, H) arrays; fused, the arithmetic runs in fewer passes over
+memory. Each op has two bodies, as Chainer's fused LSTM has: on CuPy arrays of float32 or
+float64 one CUDA kernel forward and one backward (``cuda_kernels.py``); otherwise the NumPy
+twin below, written with array methods that NumPy and CuPy share. They compute the same
+function (tested against each other and against the composed cell). The ops are first-order
+only (their backward is written on arrays); differentiate twice with the composed cell.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from .. import backend
 from ..autograd import Function
-from ..errors import BackwardError
+from ..errors import BackwardError, DTypeError, ShapeError
 from ..tensor import Tensor
+from . import cuda_kernels
+
+# False runs the NumPy twins on CuPy arrays too (the GPU tests compare kernel and twin there).
+USE_CUDA_KERNELS = True
+
+
+def _kernel_path(a: Any) -> bool:
+    return USE_CUDA_KERNELS and cuda_kernels.has_kernels(a)
+
+
+def _check(op: str, gates: int, pre: tuple[Any, ...], state: Any) -> None:
+    """Shapes (B, gates*H) for the pre-activations and (B, H) for the state, one dtype: the kernels
+    index memory directly, so a mismatch must stop here rather than read out of bounds."""
+    if state.ndim != 2 or any(p.shape != (state.shape[0], gates * state.shape[1]) for p in pre):
+        shapes = ", ".join(str(tuple(p.shape)) for p in (*pre, state))
+        raise ShapeError(f"{op}: expected pre-activations of shape (B, {gates}H) and a state of shape (B, H), "
+                         f"got {shapes}")
+    if any(p.dtype != state.dtype for p in pre):
+        raise DTypeError(f"{op}: inputs have dtypes {', '.join(str(p.dtype) for p in (*pre, state))}; "
+                         "cast them to one dtype")
+
+
+def _first_order(op: str, grad: Any) -> None:
+    if isinstance(grad, Tensor):
+        raise BackwardError(f"{op} is first-order only: build the layer with fused=False "
+                            "to take second derivatives")
 
 
 class LSTMCellFused(Function):
@@ -26,6 +57,12 @@ class LSTMCellFused(Function):
 
     @staticmethod
     def forward(ctx, a, c):
+        _check("LSTMCellFused", 4, (a,), c)
+        ctx.kernel = _kernel_path(a)  # backward takes the same path, whatever changes meanwhile
+        if ctx.kernel:
+            out = cuda_kernels.lstm_forward(a, c)
+            ctx.save_for_backward(a, c, out[1])  # the kernel recomputes the gates from a
+            return out
         hs = c.shape[-1]
         s = backend.sigmoid(a)                          # i | f | . | o (the g block is overwritten next)
         s[:, 2 * hs: 3 * hs] = backend.tanh(a[:, 2 * hs: 3 * hs])
@@ -41,12 +78,14 @@ class LSTMCellFused(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        if isinstance(grad, Tensor):
-            raise BackwardError("LSTMCellFused is first-order only: build the layer with fused=False "
-                                "to take second derivatives")
+        _first_order("LSTMCellFused", grad)
         # With dc_t = dc' + dh' * o * (1 - tanh(c')^2):
         #   da_i = dc_t * g * i(1 - i)    da_f = dc_t * c * f(1 - f)
         #   da_g = dc_t * i * (1 - g^2)   da_o = dh' * tanh(c') * o(1 - o)    dc = dc_t * f
+        if ctx.kernel:
+            a, c, c_new = ctx.saved
+            da, dc = cuda_kernels.lstm_backward(a, c, c_new, grad[0], grad[1])
+            return da, (dc if ctx.needs_input_grad[1] else None)
         s, c, tc = ctx.saved
         hs = c.shape[-1]
         dh, dc = grad[0], grad[1]
@@ -64,3 +103,59 @@ class LSTMCellFused(Function):
             da[:, lo:hi] *= y - y * y
         da[:, 2 * hs: 3 * hs] *= 1 - g * g                     # the tanh block: * (1 - g^2)
         return da, (dct * f if ctx.needs_input_grad[1] else None)
+
+
+class GRUCellFused(Function):
+    """h' (B, H) from gi = W_ih x + b_ih (B, 3H), gh = W_hh h + b_hh (B, 3H), both in the gate
+    order r | z | n, and the previous state h (B, H), in PyTorch's (and cuDNN's) form::
+
+        r = sigmoid(gi_r + gh_r);  z = sigmoid(gi_z + gh_z)
+        n = tanh(gi_n + r * gh_n);  h' = (1 - z) * n + z * h  (computed as n + z * (h - n))
+    """
+
+    @staticmethod
+    def forward(ctx, gi, gh, h):
+        _check("GRUCellFused", 3, (gi, gh), h)
+        ctx.kernel = _kernel_path(h)
+        if ctx.kernel:
+            ctx.save_for_backward(gi, gh, h)  # the kernel recomputes r, z and n from these
+            return cuda_kernels.gru_forward(gi, gh, h)
+        hs = h.shape[-1]
+        pre = gi[:, :2 * hs] + gh[:, :2 * hs]
+        rz = backend.sigmoid(pre)                        # r | z
+        gh_n = gh[:, 2 * hs:]
+        n = gi[:, 2 * hs:] + rz[:, :hs] * gh_n
+        n = backend.tanh(n)
+        out = h - n
+        out *= rz[:, hs:]
+        out += n
+        ctx.save_for_backward(rz, n, gh_n, h)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        _first_order("GRUCellFused", grad)
+        # dn = dh' (1 - z) (1 - n^2) (through n's tanh);  dz = dh' (h - n) z (1 - z)
+        # dr = dn * gh_n * r (1 - r):  dgi = dr | dz | dn,  dgh = dr | dz | dn * r,  dh = dh' * z
+        need = ctx.needs_input_grad
+        if ctx.kernel:
+            dgi, dgh, dh = cuda_kernels.gru_backward(*ctx.saved, grad)
+        else:
+            rz, n, gh_n, h = ctx.saved
+            hs = h.shape[-1]
+            r, z = rz[:, :hs], rz[:, hs:]
+            dgi = backend.get_xp(h).empty(h.shape[:1] + (3 * hs,), dtype=h.dtype)
+            dn = dgi[:, 2 * hs:]
+            backend.multiply(grad, 1 - z, out=dn)
+            dn *= 1 - n * n
+            dz = dgi[:, hs: 2 * hs]
+            backend.multiply(grad, h - n, out=dz)
+            dz *= z - z * z
+            dr = dgi[:, :hs]
+            backend.multiply(dn, gh_n, out=dr)
+            dr *= r - r * r
+            dgh = backend.owned_copy(dgi) if need[1] else None
+            if dgh is not None:
+                dgh[:, 2 * hs:] *= r
+            dh = grad * z if need[2] else None
+        return (dgi if need[0] else None), (dgh if need[1] else None), (dh if need[2] else None)
