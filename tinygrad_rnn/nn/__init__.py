@@ -7,6 +7,10 @@ from .embedding import Embedding
 from .linear import Linear
 from .module import Module, ModuleList, Parameter, Sequential
 from .norm import LayerNorm
+from .packing import (
+    PackedSequence, pack_padded_sequence, pack_sequence, pad_packed_sequence, pad_sequence, unpack_sequence,
+    unpad_sequence,
+)
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
 __all__ = [
@@ -15,4 +19,6 @@ __all__ = [
     "Dropout", "Embedding", "LayerNorm", "Linear",
     "Identity", "LogSoftmax", "ReLU", "Sigmoid", "Softmax", "Tanh",
     "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU",
+    "PackedSequence", "pack_padded_sequence", "pad_packed_sequence", "pad_sequence", "pack_sequence",
+    "unpad_sequence", "unpack_sequence",
 ]
