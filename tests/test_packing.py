@@ -62,7 +62,7 @@ def packed_cases(draw):
 
 @given(packed_cases())
 def test_packed_batch_equals_each_sequence_run_alone(case):
-    mode, lengths, T, I, H, L = (case[k] for k in ("mode", "lengths", "T", "I", "H", "L"))
+    mode, lengths, T, I, H, L = (case[k] for k in ("mode", "lengths", "T", "I", "H", "L"))  # noqa: E741
     bi, bf, B, D = case["bidirectional"], case["batch_first"], len(lengths), 2 if case["bidirectional"] else 1
     rng = np.random.default_rng(case["seed"])
     model = build(mode, I, H, L, bi, bf, seed=case["seed"])
@@ -119,7 +119,7 @@ def test_packed_batch_equals_each_sequence_run_alone(case):
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_packed_layers_match_torch(mode, bidirectional):
     torch = torch_or_skip()
-    lengths, (T, B, I, H, L) = [3, 6, 1, 6, 4], (6, 5, 3, 4, 2)
+    lengths, (T, B, I, H, L) = [3, 6, 1, 6, 4], (6, 5, 3, 4, 2)  # noqa: E741
     rng = np.random.default_rng(1)
     ours = build(mode, I, H, L, bidirectional)
     cls = {"LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU}.get(mode)

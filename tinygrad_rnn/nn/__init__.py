@@ -4,6 +4,7 @@ from . import functional, init, utils
 from .activation import Identity, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from .dropout import Dropout
 from .embedding import Embedding
+from .flow import GradientFlow, gradient_flow
 from .linear import Linear
 from .module import Module, ModuleList, Parameter, Sequential
 from .norm import LayerNorm
@@ -21,4 +22,5 @@ __all__ = [
     "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU",
     "PackedSequence", "pack_padded_sequence", "pad_packed_sequence", "pad_sequence", "pack_sequence",
     "unpad_sequence", "unpack_sequence",
+    "GradientFlow", "gradient_flow",
 ]
