@@ -1,7 +1,7 @@
 """Vanishing and exploding gradients, measured: how much of a loss on the last step of a
 100-step sequence reaches each earlier step, for a vanilla RNN, an LSTM and a GRU of one size.
 
-Run:  python demos/gradient_flow.py [--out gradient_flow.png] [--steps 100] [--gate-bias 3]
+Run:  python demos/gradient_flow.py [--out gradient_flow.png] [--length 100] [--gate-bias 3]
 
 Left panel: ||dL/dx_t|| against the distance d = T - 1 - t from the loss (log scale), from
 ``nn.gradient_flow`` (the engine's own backward pass, nothing derived by hand). The vanilla
@@ -21,14 +21,20 @@ The last line printed is one JSON object with the input-gradient norms at the li
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
+import os
 
-import numpy as np
+# The matrices here are small: one BLAS thread is faster than several, which mostly wait on
+# each other (and, on a shared machine, on everyone else). Set the variable to override.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import tinygrad_rnn as tg
-from tinygrad_rnn import nn
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import tinygrad_rnn as tg  # noqa: E402
+from tinygrad_rnn import nn  # noqa: E402
 
 DISTANCES = [0, 1, 5, 10, 20, 50, 99]
 
@@ -120,7 +126,7 @@ def plot(path: str, runs: dict, default_runs: dict, ex: dict, gate_bias: float, 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="gradient_flow.png", help="the figure's path (default: %(default)s)")
-    ap.add_argument("--steps", type=int, default=100, help="sequence length T (default: %(default)s)")
+    ap.add_argument("--length", type=int, default=100, help="sequence length T (default: %(default)s)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--inputs", type=int, default=8)
     ap.add_argument("--hidden", type=int, default=64)
@@ -130,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-plot", action="store_true")
     args = ap.parse_args(argv)
-    T = args.steps
+    T = args.length
     x = tg.randn(T, args.batch, args.inputs, dtype="float64", generator=tg.Generator(args.seed + 1))
     runs = {k: nn.gradient_flow(build(k, args.inputs, args.hidden, args.seed, args.gate_bias), x)
             for k in ("rnn", "lstm", "gru")}
