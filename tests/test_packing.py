@@ -54,7 +54,11 @@ def states_of(mode: str, h_n):
 def packed_cases(draw):
     B = draw(st.integers(1, 4))
     lengths = draw(st.lists(st.integers(1, 5), min_size=B, max_size=B))
+    enforce_sorted = draw(st.booleans())  # True: a sorted batch, packed without a permutation
+    if enforce_sorted:
+        lengths = sorted(lengths, reverse=True)
     return dict(mode=draw(st.sampled_from(MODES)), lengths=lengths, T=max(lengths) + draw(st.integers(0, 2)),
+                enforce_sorted=enforce_sorted,
                 I=draw(st.integers(1, 3)), H=draw(st.integers(1, 3)), L=draw(st.integers(1, 2)),
                 bidirectional=draw(st.booleans()), batch_first=draw(st.booleans()),
                 with_h0=draw(st.booleans()), seed=draw(st.integers(0, 2**16)))
@@ -75,7 +79,7 @@ def test_packed_batch_equals_each_sequence_run_alone(case):
     # All sequences at once, packed in any order.
     x = leaf(x_np)
     h0 = [leaf(h) for h in h0_np] if h0_np else None
-    packed = pack_padded_sequence(x, lengths, batch_first=bf, enforce_sorted=False)
+    packed = pack_padded_sequence(x, lengths, batch_first=bf, enforce_sorted=case["enforce_sorted"])
     out, h_n = model(packed, None if h0 is None else (tuple(h0) if mode == "LSTM" else h0[0]))
     assert isinstance(out, PackedSequence)
     padded, lens = pad_packed_sequence(out, total_length=T)
@@ -158,6 +162,21 @@ def test_packed_layers_match_torch(mode, bidirectional):
     grads_t = dict(theirs.named_parameters())
     for name, p in ours.named_parameters():
         np.testing.assert_allclose(p.grad.numpy(), grads_t[name].grad.numpy(), err_msg=name, **tol)
+
+
+def test_fused_lstm_on_packed_input_matches_the_composed_cell():
+    lengths, rng = [2, 5, 3], np.random.default_rng(0)
+    x_np, g = rng.standard_normal((5, 3, 2)), rng.standard_normal((10, 3))
+    results = []
+    for fused in (False, True):
+        lstm = nn.LSTM(2, 3, num_layers=2, dtype="float64", generator=tg.Generator(0), fused=fused)
+        x = leaf(x_np)
+        out, (h_n, c_n) = lstm(pack_padded_sequence(x, lengths, enforce_sorted=False))
+        ((out.data * tg.tensor(g)).sum() + h_n.sum() + (c_n * c_n).sum()).backward()
+        results.append([out.data.numpy(), h_n.numpy(), c_n.numpy(), x.grad.numpy()]
+                       + [p.grad.numpy() for p in lstm.parameters()])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, **F64)
 
 
 def test_dense_input_records_no_mask_and_equal_lengths_record_none_either():

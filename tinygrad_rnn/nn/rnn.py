@@ -143,7 +143,10 @@ class _RNNBase(Module):
             ``(output, h_n)``, for LSTM ``(output, (h_n, c_n))``: output (T, B, D*H) (batch first
             with ``batch_first``, (T, D*H) unbatched) holds the last layer's h at every step, both
             directions side by side; h_n and c_n have h0's shape and hold each layer and
-            direction's final state (the reverse direction's is the one at t = 0).
+            direction's final state (the reverse direction's is the one at t = 0). For a
+            PackedSequence input, output is a PackedSequence with the input's ``batch_sizes`` and
+            indices, and h_n (c_n) holds each sequence's state after its own last step, in the
+            original batch order.
         """
         name = f"{type(self).__name__}({self.extra_repr()})"
         if isinstance(input, PackedSequence):
