@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
     majority = max(sum(y for _, y in test), sum(1 - y for _, y in test)) / len(test)
     model = Classifier(args.hidden, tg.Generator(args.seed))
     opt = optim.Adam(model.parameters(), lr=args.lr)
+    sched = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.steps)  # settles at the end
     print(f"balanced brackets, lengths {MIN_LEN}-{MAX_LEN}; LSTM({args.hidden}); test set {len(test)}, "
           f"majority class {majority:.3f}")
     history, start = [], time.perf_counter()
@@ -143,6 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        sched.step()
         if step % every == 0 or step == args.steps:
             acc = accuracy(model, test)
             history.append((step, loss.item(), acc))

@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     copy = sum(s == t for s, t in test) / len(test)
     model = Seq2Seq(args.hidden, args.embed, tg.Generator(args.seed))
     opt = optim.Adam(model.parameters(), lr=args.lr)
+    sched = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.steps)  # settles at the end
     print(f"{args.task} strings of {MIN_LEN}-{MAX_LEN} letters from {LETTERS!r}; encoder-decoder LSTM({args.hidden}); "
           f"test set {len(test)}; copying the input is right for {copy:.3f}")
     history, start, every = [], time.perf_counter(), max(1, args.steps // 10)
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        sched.step()
         if step % every == 0 or step == args.steps:
             acc, guesses = exact_match(model, test)
             history.append((step, loss.item(), acc))
