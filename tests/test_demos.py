@@ -49,7 +49,7 @@ def test_char_lstm_demo_trains_samples_and_beats_the_unigram_baseline(tmp_path):
 
 def test_classify_demo_learns_balanced_brackets_beyond_the_majority_class(tmp_path):
     plot = tmp_path / "classify.png"
-    out = run_application("classify", "--steps", "200", "--test-size", "300", "--plot", str(plot))
+    out = run_application("classify", "--steps", "300", "--test-size", "300", "--plot", str(plot))
     assert out["metric"] == "accuracy" and 0.4 < out["baseline_value"] < 0.6
     assert out["value"] > 0.85
     assert plot.stat().st_size > 0
