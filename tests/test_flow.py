@@ -111,11 +111,14 @@ def test_multi_layer_batch_first_and_custom_loss():
 
 def saturated_reference(y: np.ndarray, kind: str) -> np.ndarray:
     """Fraction per step of (T, B, H) gate values."""
-    hit = np.abs(y) > 0.95 if kind == "tanh" else (y < 0.05) | (y > 0.95)
+    if kind == "relu":
+        hit = y == 0
+    else:
+        hit = np.abs(y) > 0.95 if kind == "tanh" else (y < 0.05) | (y > 0.95)
     return hit.mean(axis=(1, 2))
 
 
-@pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN_TANH"])
+@pytest.mark.parametrize("mode", MODES)
 def test_saturation_fractions_match_the_reference_gates(mode):
     T, B, I, H = 7, 3, 2, 5  # noqa: E741
     model = build(mode, I, H, 1, seed=4)
@@ -134,7 +137,7 @@ def test_saturation_fractions_match_the_reference_gates(mode):
         names, acts = ("r", "z", "n"), ("sigmoid", "sigmoid", "tanh")
         values = [np.stack([step[k] for step in cache]) for k in (1, 2, 3)]
     else:
-        names, acts, values = ("h",), ("tanh",), [hs]
+        names, acts, values = ("h",), ("tanh" if mode == "RNN_TANH" else "relu",), [hs]
     assert sorted(flow.saturation) == sorted(names)
     for name, act, v in zip(names, acts, values):
         expected = saturated_reference(v, act)[::-1]
@@ -162,3 +165,13 @@ def test_gradient_flow_rejects_what_it_cannot_measure():
         nn.gradient_flow(nn.RNN(2, 3), tg.randn(4, 1, 2), loss_fn=lambda last: last)
     with pytest.raises(TypeError, match="nn.RNN, nn.LSTM or nn.GRU"):
         nn.gradient_flow(nn.Linear(2, 3), tg.randn(4, 1, 2))
+
+
+def test_gradient_flow_runs_on_every_device(device):
+    x = np.random.default_rng(0).standard_normal((6, 2, 2))
+    flows = [nn.gradient_flow(build("GRU", 2, 3, 2, seed=0).to(dev), tg.tensor(x, device=dev))
+             for dev in ("cpu", device)]
+    np.testing.assert_allclose(flows[0].input_norm, flows[1].input_norm, rtol=1e-12)
+    np.testing.assert_allclose(flows[0].hidden_norm, flows[1].hidden_norm, rtol=1e-12)
+    for kind in flows[0].saturation:
+        np.testing.assert_array_equal(flows[0].saturation[kind], flows[1].saturation[kind])

@@ -283,3 +283,20 @@ def test_layer_rejects_packed_data_of_the_wrong_width():
     packed = pack_padded_sequence(tg.zeros(4, 2, 2), [4, 2])
     with pytest.raises(ShapeError, match=r"LSTM\(5, 3\): expected packed data of shape \(N, 5\), got \(6, 2\)"):
         lstm(packed)
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_packed_layers_run_on_every_device(device, mode):
+    """The index and mask arrays live on the input's device (CuPy on "cuda"); results equal the CPU's."""
+    lengths, rng = [2, 4, 3], np.random.default_rng(0)
+    x_np = rng.standard_normal((4, 3, 2))
+    results = []
+    for dev in ("cpu", device):
+        model = build(mode, 2, 3, 2, True).to(dev)
+        x = tg.tensor(x_np, device=dev, requires_grad=True)
+        out, h_n = model(pack_padded_sequence(x, lengths, enforce_sorted=False))
+        padded, _ = pad_packed_sequence(out)
+        (padded.sum() + states_of(mode, h_n)[0].sum()).backward()
+        results.append([padded.numpy(), states_of(mode, h_n)[0].numpy(), x.grad.numpy()])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
