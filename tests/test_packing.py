@@ -249,6 +249,7 @@ def test_pack_sequence_round_trip_and_gradients_reach_each_sequence():
     seqs = [leaf(np.arange(n * 2.0).reshape(n, 2) + n) for n in (2, 3, 1)]
     packed = pack_sequence(seqs, enforce_sorted=False)
     assert packed.batch_sizes.tolist() == [3, 2, 1] and packed.lengths == [2, 3, 1]
+    assert packed.to("float32").data.dtype == np.float32 and packed.to("float32").batch_sizes is packed.batch_sizes
     back = unpack_sequence(packed)
     for a, b in zip(back, seqs):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
