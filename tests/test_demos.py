@@ -1,8 +1,30 @@
-"""The demo scripts run and do what they say (loss falls)."""
+"""The demo scripts run and do what they say (loss falls; each application beats its baseline
+after a short run and ends with its JSON line)."""
 
 from __future__ import annotations
 
+import json
+import math
+
 from helpers import DEMOS, load_demo, run_script
+
+RESULT_KEYS = {"metric", "value", "baseline", "baseline_value"}
+
+
+def final_json(stdout: str) -> dict:
+    """The demo's last line, parsed: one JSON object."""
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def run_application(name: str, *args: str) -> dict:
+    """Run demos/<name>.py with a small budget; check its JSON line's keys and types."""
+    result = run_script([str(DEMOS / f"{name}.py"), *args], timeout=300)
+    assert result.returncode == 0, result.stderr
+    out = final_json(result.stdout)
+    assert set(out) == RESULT_KEYS
+    assert isinstance(out["metric"], str) and isinstance(out["baseline"], str)
+    assert math.isfinite(out["value"]) and math.isfinite(out["baseline_value"])
+    return out
 
 
 def test_fit_sine_demo_loss_falls_tenfold(capsys):
@@ -11,14 +33,53 @@ def test_fit_sine_demo_loss_falls_tenfold(capsys):
     assert "mse" in capsys.readouterr().out
 
 
-def test_char_lstm_demo_trains_and_samples(tmp_path):
+def test_char_lstm_demo_trains_samples_and_beats_the_unigram_baseline(tmp_path):
     text = tmp_path / "t.txt"
     text.write_text("def f(x):\n    return x + 1\n" * 200, encoding="utf-8")
-    args = ["--data", str(text), "--steps", "60", "--hidden", "32", "--batch", "8", "--seq", "16", "--lr", "1e-2"]
+    args = ["--data", str(text), "--steps", "60", "--hidden", "32", "--batch", "8", "--seq", "16", "--lr", "1e-2",
+            "--seed", "1"]
     result = run_script([str(DEMOS / "char_lstm.py"), *args], timeout=300)
     assert result.returncode == 0, result.stderr
     losses = [float(line.split("loss ")[1].split()[0]) for line in result.stdout.splitlines() if "loss " in line]
     assert losses[-1] < losses[0] - 1.0
+    out = final_json(result.stdout)
+    assert set(out) == RESULT_KEYS and out["metric"] == "bits_per_char"
+    assert out["value"] < out["baseline_value"] / 3  # a repetitive text: context predicts it
+
+
+def test_classify_demo_learns_balanced_brackets_beyond_the_majority_class(tmp_path):
+    plot = tmp_path / "classify.png"
+    out = run_application("classify", "--steps", "300", "--test-size", "300", "--plot", str(plot))
+    assert out["metric"] == "accuracy" and 0.4 < out["baseline_value"] < 0.6
+    assert out["value"] > 0.85
+    assert plot.stat().st_size > 0
+
+
+def test_regress_demo_beats_half_the_last_value_baseline_after_a_short_run():
+    out = run_application("regress", "--steps", "40", "--length", "40")
+    assert out["metric"] == "mse"
+    assert out["value"] < out["baseline_value"] / 2
+
+
+def test_seq2seq_demo_reverses_strings_far_better_than_copying():
+    out = run_application("seq2seq", "--steps", "200", "--hidden", "64", "--test-size", "200")
+    assert out["metric"] == "exact_match" and out["baseline_value"] < 0.1
+    assert out["value"] > out["baseline_value"] + 0.3
+
+
+def test_gradient_flow_demo_shows_the_rnn_gradient_vanish_and_writes_its_figure(tmp_path):
+    plot = tmp_path / "flow.png"
+    result = run_script([str(DEMOS / "gradient_flow.py"), "--length", "30", "--hidden", "16", "--out", str(plot)],
+                        timeout=300)
+    assert result.returncode == 0, result.stderr
+    out = final_json(result.stdout)
+    assert set(out) == {"distance", "rnn", "lstm", "gru"}
+    assert out["distance"] == [0, 1, 5, 10, 20]  # the listed distances that fit in 30 steps
+    assert all(len(out[k]) == 5 and all(v > 0 for v in out[k]) for k in ("rnn", "lstm", "gru"))
+    assert out["rnn"][-1] < 1e-4 * out["rnn"][1]  # vanished over 20 steps
+    assert out["lstm"][-1] > 1e-2 * out["lstm"][1] and out["gru"][-1] > 1e-2 * out["gru"][1]  # gates open: kept
+    assert "clip_grad_norm_: total gradient norm" in result.stdout
+    assert plot.stat().st_size > 0
 
 
 def test_bench_core_runs_every_workload_and_prints_ratios():

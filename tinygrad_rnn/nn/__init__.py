@@ -4,9 +4,14 @@ from . import functional, init, utils
 from .activation import Identity, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from .dropout import Dropout
 from .embedding import Embedding
+from .flow import GradientFlow, gradient_flow
 from .linear import Linear
 from .module import Module, ModuleList, Parameter, Sequential
 from .norm import LayerNorm
+from .packing import (
+    PackedSequence, pack_padded_sequence, pack_sequence, pad_packed_sequence, pad_sequence, unpack_sequence,
+    unpad_sequence,
+)
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
 __all__ = [
@@ -15,4 +20,7 @@ __all__ = [
     "Dropout", "Embedding", "LayerNorm", "Linear",
     "Identity", "LogSoftmax", "ReLU", "Sigmoid", "Softmax", "Tanh",
     "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU",
+    "PackedSequence", "pack_padded_sequence", "pad_packed_sequence", "pad_sequence", "pack_sequence",
+    "unpad_sequence", "unpack_sequence",
+    "GradientFlow", "gradient_flow",
 ]

@@ -30,6 +30,7 @@ from ..ops.shape import Contiguous
 from ..tensor import Tensor
 from . import functional as F
 from .module import Module, Parameter
+from .packing import PackedSequence, padded_index, step_masks
 from .rnn_cells import (
     GATES, GRUCell, LSTMCell, RNNCell, check_dtype, check_sizes, check_state, gru_steps, input_projection,
     lstm_steps, make_params, rnn_steps,
@@ -130,11 +131,13 @@ class _RNNBase(Module):
             cut.append(s if batched else s.reshape(k_total, 1, self.hidden_size))
         return [[s[k] for s in cut] for k in range(k_total)]
 
-    def forward(self, input: Tensor, hx: Any = None) -> tuple[Tensor, Any]:  # noqa: A002  (PyTorch's name)
-        """Run the layers over a sequence.
+    def forward(self, input: Tensor | PackedSequence, hx: Any = None) -> tuple[Any, Any]:  # noqa: A002
+        """Run the layers over a sequence, or over a batch of sequences of different lengths.
 
         Args:
-            input: (T, B, I), or (B, T, I) with ``batch_first``, or (T, I) for one unbatched sequence.
+            input: (T, B, I), or (B, T, I) with ``batch_first``, or (T, I) for one unbatched sequence;
+                or a :class:`~tinygrad_rnn.nn.PackedSequence` (``pack_padded_sequence``): each
+                sequence then runs over its own length only (see :meth:`_forward_packed`).
             hx: the initial state, zeros when None: h0 of shape (L*D, B, H) ((L*D, H) unbatched),
                 for LSTM a tuple (h0, c0). L = num_layers, D = 2 if bidirectional else 1.
 
@@ -142,9 +145,14 @@ class _RNNBase(Module):
             ``(output, h_n)``, for LSTM ``(output, (h_n, c_n))``: output (T, B, D*H) (batch first
             with ``batch_first``, (T, D*H) unbatched) holds the last layer's h at every step, both
             directions side by side; h_n and c_n have h0's shape and hold each layer and
-            direction's final state (the reverse direction's is the one at t = 0).
+            direction's final state (the reverse direction's is the one at t = 0). For a
+            PackedSequence input, output is a PackedSequence with the input's ``batch_sizes`` and
+            indices, and h_n (c_n) holds each sequence's state after its own last step, in the
+            original batch order.
         """
         name = f"{type(self).__name__}({self.extra_repr()})"
+        if isinstance(input, PackedSequence):
+            return self._forward_packed(name, input, hx)
         if not isinstance(input, Tensor):
             raise TypeError(f"{name}: input must be a Tensor, got {type(input).__name__}")
         axes = "B, T" if self.batch_first else "T, B"
@@ -161,8 +169,53 @@ class _RNNBase(Module):
         if T == 0:
             raise ShapeError(f"{name}: the input sequence is empty (T = 0)")
         states = self._initial(name, hx, B, batched, x)
+        output, h_n = self._layers(x, states)
+        H, dirs = self.hidden_size, 2 if self.bidirectional else 1
+        if not batched:
+            output = output.reshape(T, dirs * H)
+            h_n = [h.reshape(h.shape[0], H) for h in h_n]
+        elif self.batch_first:
+            output = output.transpose(1, 0, 2)
+        return output, (tuple(h_n) if self.mode == "LSTM" else h_n[0])
 
-        H, dirs, per = self.hidden_size, 2 if self.bidirectional else 1, 4 if self.bias else 2
+    def _forward_packed(self, name: str, packed: PackedSequence, hx: Any) -> tuple[PackedSequence, Any]:
+        """The layers over sequences of different lengths; returns ``(PackedSequence, h_n)``.
+
+        The packed rows are spread over a dense (T, B, I) grid in decreasing-length order (padding
+        rows are zeros) and the usual step loops run over it with a per-step mask that holds each
+        finished sequence's state (``h = where(t < length, h', h)``), so h_n is taken at each
+        sequence's own last step and a reverse direction starts there. Only the real steps are
+        gathered back into the output, so padding reaches neither the output nor any gradient.
+        h0 and h_n are in the original batch order, as in PyTorch.
+        """
+        data = packed.data
+        if not isinstance(data, Tensor) or data.ndim != 2 or data.shape[1] != self.input_size:
+            raise ShapeError(f"{name}: expected packed data of shape (N, {self.input_size}), got "
+                             f"{tuple(getattr(data, 'shape', ()))}")
+        check_dtype(name, "input", data, getattr(self, self._flat_weights_names[0]))
+        sizes = [int(n) for n in packed.batch_sizes.tolist()]
+        T, B, n_rows = len(sizes), sizes[0], sum(sizes)
+        if data.shape[0] != n_rows:
+            raise ShapeError(f"{name}: packed data has {data.shape[0]} rows but batch_sizes add up to {n_rows}")
+        grid = padded_index(sizes)  # sorted order: column b is the b-th longest sequence
+        zero = Tensor(backend.zeros((1, self.input_size), data.dtype, data.device))
+        x = cat([data, zero])[Tensor(backend.as_array(grid, backend.int64, data.device))]
+        states = self._initial(name, hx, B, True, data)
+        if packed.sorted_indices is not None and hx is not None:  # h0 is given in the original order
+            states = [[s[packed.sorted_indices] for s in st] for st in states]
+        output, h_n = self._layers(x.reshape(T, B, self.input_size), states, step_masks(sizes, data))
+        real = [g for g in range(T * B) if grid[g] != n_rows]  # in data-row order: t, then position
+        out = output.reshape(T * B, output.shape[2])[Tensor(backend.as_array(real, backend.int64, data.device))]
+        if packed.unsorted_indices is not None:
+            h_n = [h[:, packed.unsorted_indices] for h in h_n]
+        result = PackedSequence(out, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
+        return result, (tuple(h_n) if self.mode == "LSTM" else h_n[0])
+
+    def _layers(self, x: Tensor, states: list[list[Tensor]], masks: list[Any] | None = None
+                ) -> tuple[Tensor, list[Tensor]]:
+        """All layers and directions over x (T, B, I): (last layer's output (T, B, D*H), [h_n(, c_n)])."""
+        T = x.shape[0]
+        dirs, per = 2 if self.bidirectional else 1, 4 if self.bias else 2
         finals: list[list[Tensor]] = []
         clocks: list[StepClock] = []  # where each layer's steps lie on the tape, for graph.print_graph/to_dot
         for layer in range(self.num_layers):
@@ -176,36 +229,31 @@ class _RNNBase(Module):
                     order = StepClock(f"{type(self).__name__} layer {layer}" + (" reverse" if d else ""), order)
                     clocks.append(order)
                 w_ih, w_hh, *b = (getattr(self, n) for n in self._flat_weights_names[k * per:(k + 1) * per])
-                out, *final = self._run(x, states[k], w_ih, w_hh, b, order)
+                out, *final = self._run(x, states[k], w_ih, w_hh, b, order, masks)
                 outs.append(stack(out))
                 finals.append(final)
             x = outs[0] if dirs == 1 else cat(outs, axis=2)  # (T, B, D*H): the next layer's input
-
-        output = x
         h_n = [stack([f[i] for f in finals]) for i in range(len(finals[0]))]  # (L*D, B, H) each
-        if not batched:
-            output = output.reshape(T, dirs * H)
-            h_n = [h.reshape(len(finals), H) for h in h_n]
-        elif self.batch_first:
-            output = output.transpose(1, 0, 2)
         if clocks:
-            tag_steps(clocks, output, *h_n)
-        return output, (tuple(h_n) if self.mode == "LSTM" else h_n[0])
+            tag_steps(clocks, x, *h_n)
+        return x, h_n
 
     def _run(self, x: Tensor, state: list[Tensor], w_ih: Tensor, w_hh: Tensor, b: list[Tensor],
-             order: range) -> tuple:
-        """One layer in one direction over x (T, B, I): (per-step outputs, final h[, final c])."""
+             order: range, masks: list[Any] | None = None) -> tuple:
+        """One layer in one direction over x (T, B, I): (per-step outputs, final h[, final c]).
+        ``masks``: per step None or a (B, 1) bool "still running" (sequences of different lengths)."""
         # Used at every step: BLAS is faster on a row-major copy of W_hh^T than on a view, and the
         # backward product dA @ W_hh faster on W_hh's own row-major array (parameter updates bind
         # new arrays, so a graph keeps the values it was recorded with).
         whh_t, whh = Contiguous.apply(w_hh.T), w_hh.data
         if self.mode == "GRU":
             xw = input_projection(x, w_ih, b[0] if b else None)
-            return gru_steps(xw, state[0], whh_t, b[1] if b else None, order, self.hidden_size, whh, self.fused)
+            return gru_steps(xw, state[0], whh_t, b[1] if b else None, order, self.hidden_size, whh, self.fused,
+                             masks)
         xw = input_projection(x, w_ih, b[0] + b[1] if b else None)  # both biases simply add: folded
         if self.mode == "LSTM":
-            return lstm_steps(xw, state[0], state[1], whh_t, order, self.hidden_size, self.fused, whh)
-        return rnn_steps(xw, state[0], whh_t, order, self.mode == "RNN_RELU", whh)
+            return lstm_steps(xw, state[0], state[1], whh_t, order, self.hidden_size, self.fused, whh, masks)
+        return rnn_steps(xw, state[0], whh_t, order, self.mode == "RNN_RELU", whh, masks)
 
 
 class RNN(_RNNBase):

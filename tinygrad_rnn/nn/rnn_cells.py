@@ -37,7 +37,7 @@ from typing import Any
 from .. import backend
 from ..backend import DTypeLike, Generator
 from ..errors import DeviceError, DTypeError, ShapeError
-from ..ops.elementwise import Add, Mul, Relu, Sigmoid, Sub, Tanh
+from ..ops.elementwise import Add, Mul, Relu, Sigmoid, Sub, Tanh, Where
 from ..ops.fused import GRUCellFused, LSTMCellFused
 from ..ops.linalg import Addmm, MatMul
 from ..ops.shape import GetItem
@@ -54,6 +54,10 @@ GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}  # gate blocks per m
 # Each loop runs the steps in ``order`` (forwards, or backwards for a reverse direction) over
 # ``xw``: per step, the (B, G*H) input projection ``W_ih x_t + b_ih`` (+ ``b_hh`` for RNN and
 # LSTM, where it simply adds). Outputs are returned in time order whatever the order run.
+# ``masks`` (only for sequences of different lengths, see packing.py): per step None, or a
+# (B, 1) bool array "still running"; where it is False the state is held, h = where(m, h', h),
+# so a finished sequence keeps its last state and a reverse direction starts at each
+# sequence's own last step. Where's backward sends no gradient into the masked-out h'.
 
 def _cols(start: int, stop: int) -> tuple[slice, slice]:
     return (slice(None), slice(start, stop))
@@ -69,20 +73,24 @@ def input_projection(x: Tensor, w_ih: Tensor, b: Tensor | None) -> list[Tensor]:
 
 
 def lstm_steps(xw: Sequence[Tensor], h: Tensor, c: Tensor, whh_t: Tensor, order: range,
-               hs: int, fused: bool = False, whh: Any = None) -> tuple[list[Tensor], Tensor, Tensor]:
+               hs: int, fused: bool = False, whh: Any = None, masks: Sequence[Any] | None = None
+               ) -> tuple[list[Tensor], Tensor, Tensor]:
     """LSTM steps; ``whh_t`` is ``W_hh^T`` (H, 4H). Returns (outputs by time, last h, last c).
 
     ``fused``: the cell's elementwise part as one op (``LSTMCellFused``, first-order only).
     ``whh``: optionally ``W_hh`` as a row-major array, for the backward products (``Addmm``'s ``bt``).
     """
     i_, f_, g_, o_ = _cols(0, hs), _cols(hs, 2 * hs), _cols(2 * hs, 3 * hs), _cols(3 * hs, 4 * hs)
-    pick, addmm = GetItem.apply, Addmm.apply
+    pick, addmm, hold = GetItem.apply, Addmm.apply, Where.apply
     outs: list[Any] = [None] * len(xw)
     if fused:
         cell = LSTMCellFused.apply
         for t in order:
             hc = cell(addmm(xw[t], h, whh_t, bt=whh), c)  # (2, B, H): h' and c' of one step
-            h, c = pick(hc, index=0), pick(hc, index=1)
+            if masks is not None and masks[t] is not None:
+                h, c = hold(masks[t], pick(hc, index=0), h), hold(masks[t], pick(hc, index=1), c)
+            else:
+                h, c = pick(hc, index=0), pick(hc, index=1)
             outs[t] = h
         return outs, h, c
     mul, add, sigmoid, tanh = Mul.apply, Add.apply, Sigmoid.apply, Tanh.apply
@@ -91,14 +99,18 @@ def lstm_steps(xw: Sequence[Tensor], h: Tensor, c: Tensor, whh_t: Tensor, order:
         g = tanh(pick(a, index=g_))
         s = sigmoid(a)  # all four blocks at once; the g block's sigmoid is not used. Recorded after g's
         # tanh, so backward meets it first: its dense gradient becomes the buffer g's slice is added into.
-        c = add(mul(pick(s, index=f_), c), mul(pick(s, index=i_), g))  # c' = f*c + i*g
-        h = mul(pick(s, index=o_), tanh(c))  # h' = o * tanh(c')
+        c_new = add(mul(pick(s, index=f_), c), mul(pick(s, index=i_), g))  # c' = f*c + i*g
+        h_new = mul(pick(s, index=o_), tanh(c_new))  # h' = o * tanh(c')
+        if masks is not None and masks[t] is not None:
+            h_new, c_new = hold(masks[t], h_new, h), hold(masks[t], c_new, c)
+        h, c = h_new, c_new
         outs[t] = h
     return outs, h, c
 
 
 def gru_steps(xw: Sequence[Tensor], h: Tensor, whh_t: Tensor, b_hh: Tensor | None, order: range,
-              hs: int, whh: Any = None, fused: bool = False) -> tuple[list[Tensor], Tensor]:
+              hs: int, whh: Any = None, fused: bool = False, masks: Sequence[Any] | None = None
+              ) -> tuple[list[Tensor], Tensor]:
     """GRU steps; ``xw`` holds ``W_ih x_t + b_ih`` only, ``whh_t`` is ``W_hh^T`` (H, 3H), ``whh``
     optionally ``W_hh`` itself (row-major, for the backward products). ``fused``: the cell's
     elementwise part as one op (``GRUCellFused``, first-order only)."""
@@ -108,7 +120,8 @@ def gru_steps(xw: Sequence[Tensor], h: Tensor, whh_t: Tensor, b_hh: Tensor | Non
     if fused:
         for t in order:
             gh = mm(h, whh_t) if b_hh is None else addmm(b_hh, h, whh_t, bt=whh)  # W_hh h + b_hh: r | z | n
-            h = outs[t] = GRUCellFused.apply(xw[t], gh, h)
+            h_new = GRUCellFused.apply(xw[t], gh, h)
+            h = outs[t] = h_new if masks is None or masks[t] is None else Where.apply(masks[t], h_new, h)
         return outs, h
     mul, add, sub, sigmoid, tanh = Mul.apply, Add.apply, Sub.apply, Sigmoid.apply, Tanh.apply
     for t in order:
@@ -117,19 +130,21 @@ def gru_steps(xw: Sequence[Tensor], h: Tensor, whh_t: Tensor, b_hh: Tensor | Non
         s = sigmoid(add(pick(gi, index=rz_), pick(gh, index=rz_)))  # r | z, one op for both gates
         # n = tanh(W_in x + b_in + r * (W_hn h + b_hn)): the reset gate acts after the matmul
         n = tanh(add(pick(gi, index=n_), mul(pick(s, index=r_), pick(gh, index=n_))))
-        h = add(n, mul(pick(s, index=z_), sub(h, n)))  # h' = (1 - z) * n + z * h
+        h_new = add(n, mul(pick(s, index=z_), sub(h, n)))  # h' = (1 - z) * n + z * h
+        h = h_new if masks is None or masks[t] is None else Where.apply(masks[t], h_new, h)
         outs[t] = h
     return outs, h
 
 
 def rnn_steps(xw: Sequence[Tensor], h: Tensor, whh_t: Tensor, order: range,
-              relu: bool, whh: Any = None) -> tuple[list[Tensor], Tensor]:
+              relu: bool, whh: Any = None, masks: Sequence[Any] | None = None) -> tuple[list[Tensor], Tensor]:
     """Elman RNN steps; ``whh_t`` is ``W_hh^T`` (H, H), ``whh`` optionally ``W_hh`` (row-major).
     Returns (outputs by time, last h)."""
     addmm, act = Addmm.apply, (Relu if relu else Tanh).apply
     outs: list[Any] = [None] * len(xw)
     for t in order:
-        h = act(addmm(xw[t], h, whh_t, bt=whh))
+        h_new = act(addmm(xw[t], h, whh_t, bt=whh))
+        h = h_new if masks is None or masks[t] is None else Where.apply(masks[t], h_new, h)
         outs[t] = h
     return outs, h
 
