@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .backend import Generator
+from .backend import Generator, tune_allocator
 from .errors import TinygradRNNError
 
 class UsageError(Exception):
@@ -191,6 +191,7 @@ COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "bench":
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    tune_allocator()  # the command's arrays come and go by the thousand: keep freed memory for reuse
     try:
         args = parser.parse_args(argv)
         COMMANDS[args.command](args)
