@@ -150,3 +150,26 @@ def test_matrix_products_do_not_depend_on_the_thread_count(dtype):
         with threadpool_limits(2, "blas"):
             two = a @ b
         assert np.array_equal(one, two), (m, k, n)
+
+
+def test_auto_policy_probe_decides_before_any_work():
+    m = FakeMachine()
+
+    def sleep(seconds):  # the probe's pause: another process keeps one core busy meanwhile
+        m.run(seconds, own_cores=0.0, other_cores=1.0)
+
+    p = AutoThreads(cores=2, probe=0.25, apply=m.applied.append, clock=lambda: m.t, machine=lambda: m.machine,
+                    own=lambda: m.own, sleep=sleep)
+    assert p.threads == 1 and m.applied == [1] and p.others == 1.0
+
+
+def test_bench_threads_option_sets_the_count_and_rejects_bad_values():
+    from helpers import run_script
+
+    ok = run_script(["-m", "tinygrad_rnn", "bench", "--hidden", "4", "--batch", "2", "--seq-len", "3", "--steps", "1",
+                     "--warmup", "0", "--threads", "1"])
+    assert ok.returncode == 0, ok.stderr
+    assert "BLAS threads 1\n" in ok.stdout
+    bad = run_script(["-m", "tinygrad_rnn", "bench", "--threads", "0"])
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert "--threads" in bad.stderr and "auto, blas or a positive number" in bad.stderr

@@ -110,38 +110,46 @@ class AutoThreads:
     Args:
         cores: the cores to share (default: those this process may run on).
         interval: seconds between decisions.
+        probe: seconds to watch the machine before the first decision (the command uses 0.25 s,
+            so that a short run starts with the right count).
         apply: sets a count (default :func:`set_num_threads`; tests pass their own, and
-            ``machine``, ``own`` and ``clock``: busy seconds of the machine and of this
-            process, and a monotonic clock).
+            ``machine``, ``own``, ``clock`` and ``sleep``: busy seconds of the machine and of
+            this process, a monotonic clock and a pause).
     """
 
-    def __init__(self, cores: int | None = None, interval: float = 1.0,
+    def __init__(self, cores: int | None = None, interval: float = 1.0, probe: float = 0.0,
                  apply: Callable[[int], None] = set_num_threads, clock: Callable[[], float] = time.monotonic,
                  machine: Callable[[], float | None] = _machine_busy_seconds,
-                 own: Callable[[], float] = _own_seconds) -> None:
+                 own: Callable[[], float] = _own_seconds, sleep: Callable[[float], None] = time.sleep) -> None:
         self.cores = cores or cpu_count()
         self.interval, self._apply, self._clock, self._machine, self._own = interval, apply, clock, machine, own
         self.others = 0.0  # cores other processes kept busy over the last interval
         self.available = machine() is not None
         self.threads = self.cores
+        self._mark = (clock(), machine() or 0.0, own())
+        if self.available and probe > 0:  # a first look before any work: this process idles, others show
+            sleep(probe)
+            self.threads = self.decide(self._measure(clock()), self.threads, self.cores)
         if self.available:
             self._apply(self.threads)
-        self._mark = (clock(), machine() or 0.0, own())
 
     def update(self) -> int:
         """Re-decide if ``interval`` has passed since the last decision; return the thread count."""
         t = self._clock()
         if not self.available or t - self._mark[0] < self.interval:
             return self.threads
-        machine, own = self._machine() or 0.0, self._own()
-        wall, (_, machine0, own0) = t - self._mark[0], self._mark
-        self._mark = (t, machine, own)
-        self.others = min(float(self.cores), max(0.0, (machine - machine0 - (own - own0)) / wall))
-        want = self.decide(self.others, self.threads, self.cores)
+        want = self.decide(self._measure(t), self.threads, self.cores)
         if want != self.threads:
             self._apply(want)
             self.threads = want
         return self.threads
+
+    def _measure(self, t: float) -> float:
+        """Cores other processes kept busy since the last mark (which moves to now)."""
+        machine, own = self._machine() or 0.0, self._own()
+        (t0, machine0, own0), self._mark = self._mark, (t, machine, own)
+        self.others = min(float(self.cores), max(0.0, (machine - machine0 - (own - own0)) / max(t - t0, 1e-9)))
+        return self.others
 
     @staticmethod
     def decide(others: float, current: int, cores: int) -> int:
