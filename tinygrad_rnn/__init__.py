@@ -7,7 +7,7 @@ The public API is listed explicitly below (no ``import *``).
 from .tensor import Tensor, matmul  # isort: skip
 from .autograd import Function, backward, detect_anomaly, enable_grad, grad, is_grad_enabled, no_grad
 from .backend import (
-    Generator, bool_, cuda_available, float16, float32, float64, get_default_dtype, int32, int64,
+    Generator, bool_, cuda_available, tune_allocator, float16, float32, float64, get_default_dtype, int32, int64,
     set_default_dtype,
 )
 from .creation import arange, full, manual_seed, ones, ones_like, rand, randint, randn, tensor, zeros, zeros_like
@@ -20,7 +20,7 @@ from .functions import (
 )
 from .graph import print_graph, to_dot, trace
 
-from . import nn, optim, testing  # noqa: E402  (subpackages, after the core they build on)
+from . import nn, optim, testing, threads  # noqa: E402  (subpackages, after the core they build on)
 
 __version__ = "0.1.0"
 
@@ -32,5 +32,5 @@ __all__ = [
     "grad", "int32", "int64", "is_grad_enabled", "log", "log_softmax", "logsumexp", "manual_seed", "matmul",
     "maximum", "minimum", "no_grad", "one_hot", "ones", "ones_like", "print_graph", "rand", "randint", "randn",
     "relu", "set_default_dtype", "sigmoid", "softmax", "sqrt", "stack", "tanh", "tensor", "to_dot", "trace",
-    "where", "zeros", "zeros_like", "nn", "optim", "testing",
+    "tune_allocator", "where", "zeros", "zeros_like", "nn", "optim", "testing", "threads",
 ]

@@ -53,6 +53,10 @@ def tune_allocator() -> bool:
     made a 64x1024 tanh forward+backward 4x slower than the arithmetic. Raising the mmap
     and trim thresholds lets freed blocks be reused. Set TINYGRAD_RNN_MALLOC_TUNING=0 to
     leave the allocator alone. Returns whether the thresholds were set.
+
+    It changes the whole process's allocator, so importing tinygrad_rnn does not call it: the
+    ``tinygrad-rnn`` command and the benchmarks do, and a library user opts in with one line,
+    ``tinygrad_rnn.tune_allocator()`` (docs/performance.md has its measured effect).
     """
     if os.environ.get("TINYGRAD_RNN_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
         return False
@@ -64,8 +68,6 @@ def tune_allocator() -> bool:
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
         return False
 
-
-tune_allocator()
 
 
 # ---------------------------------------------------------------- dtypes

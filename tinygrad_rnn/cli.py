@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .backend import Generator
+from .backend import Generator, tune_allocator
 from .errors import TinygradRNNError
 
 class UsageError(Exception):
@@ -23,6 +23,34 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, not argparse's usage block
         raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def threads_option(text: str) -> str | int:
+    """``--threads``: ``auto``, ``blas`` or a positive number of threads."""
+    if text in ("auto", "blas"):
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use auto, blas or a positive number of threads")
+    return n
+
+
+THREADS_HELP = ("BLAS threads: auto gives matrix products the cores other processes leave free (re-decided each "
+                "second), blas keeps the BLAS library's own default, N fixes the count [auto]")
+
+
+def start_threads(choice: str | int) -> Any:
+    """Apply ``--threads``; returns the auto policy (whose ``update()`` the loop calls) or None."""
+    from . import threads
+
+    if choice == "auto":
+        return threads.AutoThreads(probe=0.25)
+    if choice != "blas":
+        threads.set_num_threads(int(choice))
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=int, default=10, help="timed steps [10]")
     b.add_argument("--warmup", type=int, default=2, help="untimed steps first [2]")
     b.add_argument("--both", action="store_true", help="LSTM: also time the fused cell op (a row 'lstm+f')")
+    b.add_argument("--threads", type=threads_option, default="auto", help=THREADS_HELP)
     return parser
 
 
@@ -179,7 +208,12 @@ def cmd_bench(args: argparse.Namespace) -> None:
                for n in (args.configs or ["S"]) for fused in ([False, True] if args.both else [False])]
     for cfg in configs:  # all checked before the first (possibly long) run
         cfg.validate()
-    print(table_header(args.device, args.dtype), flush=True)
+    policy = start_threads(args.threads)
+    from . import threads
+
+    title, columns = table_header(args.device, args.dtype).split("\n", 1)
+    used = f" (auto: other processes kept {policy.others:.1f} of {policy.cores} cores busy)" if policy else ""
+    print(f"{title}, BLAS threads {threads.get_num_threads()}{used}\n{columns}", flush=True)
     for cfg in configs:
         print(format_row(bench(cfg)), flush=True)
 
@@ -191,6 +225,7 @@ COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "bench":
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    tune_allocator()  # the command's arrays come and go by the thousand: keep freed memory for reuse
     try:
         args = parser.parse_args(argv)
         COMMANDS[args.command](args)
