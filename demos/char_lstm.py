@@ -14,22 +14,18 @@ frequency in the training text, the best a model without context can do).
 
 from __future__ import annotations
 
-import os
 
-# The matrices here are small: one BLAS thread is faster than several, which mostly wait on
-# each other (and, on a shared machine, on everyone else). Set the variable to override.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import time  # noqa: E402
-from collections import Counter  # noqa: E402
+import argparse
+import json
+import math
+import time
+from collections import Counter
 
-import tinygrad_rnn as tg  # noqa: E402
-from tinygrad_rnn import nn, optim  # noqa: E402
-from tinygrad_rnn.charlm import builtin_corpus  # noqa: E402
-from tinygrad_rnn.nn import functional as F  # noqa: E402
+import tinygrad_rnn as tg
+from tinygrad_rnn import nn, optim
+from tinygrad_rnn.charlm import builtin_corpus
+from tinygrad_rnn.nn import functional as F
 
 
 class CharLSTM(nn.Module):
@@ -92,6 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--data", help="a text file (default: the Python standard library's source)")
     ap.add_argument("--steps", type=int, default=1200)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="BLAS threads (small matrices: one is fastest) [1]")
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--layers", type=int, default=1)
     ap.add_argument("--batch", type=int, default=32)
@@ -99,6 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--plot", metavar="PATH", help="write the training loss curve to PATH (PNG)")
     args = ap.parse_args(argv)
+    tg.threads.set_num_threads(args.threads)
 
     text = open(args.data, encoding="utf-8").read() if args.data else builtin_corpus(1_000_000).text
     chars = "".join(sorted(set(text)))

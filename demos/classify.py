@@ -15,20 +15,16 @@ The last line printed is one JSON object: {"metric", "value", "baseline", "basel
 
 from __future__ import annotations
 
-import os
 
-# The matrices here are small: one BLAS thread is faster than several, which mostly wait on
-# each other (and, on a shared machine, on everyone else). Set the variable to override.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import random  # noqa: E402
-import time  # noqa: E402
+import argparse
+import json
+import random
+import time
 
-import tinygrad_rnn as tg  # noqa: E402
-from tinygrad_rnn import nn, optim  # noqa: E402
-from tinygrad_rnn.nn import functional as F  # noqa: E402
+import tinygrad_rnn as tg
+from tinygrad_rnn import nn, optim
+from tinygrad_rnn.nn import functional as F
 
 MIN_LEN, MAX_LEN = 10, 40
 
@@ -119,12 +115,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="BLAS threads (small matrices: one is fastest) [1]")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--hidden", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--test-size", type=int, default=2000)
     ap.add_argument("--plot", metavar="PATH", help="write the learning curve to PATH (PNG)")
     args = ap.parse_args(argv)
+    tg.threads.set_num_threads(args.threads)
 
     rng = random.Random(args.seed)
     test = [make_example(rng) for _ in range(args.test_size)]

@@ -21,20 +21,16 @@ The last line printed is one JSON object with the input-gradient norms at the li
 
 from __future__ import annotations
 
-import os
 
-# The matrices here are small: one BLAS thread is faster than several, which mostly wait on
-# each other (and, on a shared machine, on everyone else). Set the variable to override.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
+import argparse
+import json
+import math
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import tinygrad_rnn as tg  # noqa: E402
-from tinygrad_rnn import nn  # noqa: E402
+import tinygrad_rnn as tg
+from tinygrad_rnn import nn
 
 DISTANCES = [0, 1, 5, 10, 20, 50, 99]
 
@@ -134,8 +130,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--gain", type=float, default=3.0, help="the exploding RNN's recurrent weight gain")
     ap.add_argument("--max-norm", type=float, default=1.0, help="clip_grad_norm_'s max_norm")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="BLAS threads (small matrices: one is fastest) [1]")
     ap.add_argument("--no-plot", action="store_true")
     args = ap.parse_args(argv)
+    tg.threads.set_num_threads(args.threads)
     T = args.length
     x = tg.randn(T, args.batch, args.inputs, dtype="float64", generator=tg.Generator(args.seed + 1))
     runs = {k: nn.gradient_flow(build(k, args.inputs, args.hidden, args.seed, args.gate_bias), x)

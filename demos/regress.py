@@ -16,22 +16,18 @@ The last line printed is one JSON object: {"metric", "value", "baseline", "basel
 
 from __future__ import annotations
 
-import os
 
-# The matrices here are small: one BLAS thread is faster than several, which mostly wait on
-# each other (and, on a shared machine, on everyone else). Set the variable to override.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import time  # noqa: E402
+import argparse
+import json
+import math
+import time
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import tinygrad_rnn as tg  # noqa: E402
-from tinygrad_rnn import nn, optim  # noqa: E402
-from tinygrad_rnn.nn import functional as F  # noqa: E402
+import tinygrad_rnn as tg
+from tinygrad_rnn import nn, optim
+from tinygrad_rnn.nn import functional as F
 
 PERIODS = (8.0, 13.0, 29.0)
 NOISE = 0.05
@@ -85,12 +81,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="BLAS threads (small matrices: one is fastest) [1]")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--length", type=int, default=60, help="training sequence length")
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--plot", metavar="PATH", help="write test forecasts and the learning curve to PATH (PNG)")
     args = ap.parse_args(argv)
+    tg.threads.set_num_threads(args.threads)
 
     rng = np.random.default_rng(args.seed)
     test = make_series(256, 120, rng)
