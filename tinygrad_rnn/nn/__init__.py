@@ -8,6 +8,7 @@ from .linear import Linear
 from .module import Module, ModuleList, Parameter, Sequential
 from .norm import LayerNorm
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from .tbptt import TBPTT, tbptt
 
 __all__ = [
     "functional", "init", "utils",
@@ -15,4 +16,5 @@ __all__ = [
     "Dropout", "Embedding", "LayerNorm", "Linear",
     "Identity", "LogSoftmax", "ReLU", "Sigmoid", "Softmax", "Tanh",
     "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU",
+    "TBPTT", "tbptt",
 ]
