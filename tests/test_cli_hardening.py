@@ -168,6 +168,24 @@ def test_a_run_folder_in_use_by_another_train_is_refused(run_dir, capsys):
     assert main(["train", "--resume", run_dir, "--max-steps", "6"]) == 0
 
 
+def test_a_checkpoint_written_by_another_train_while_resume_starts_is_not_overwritten(run_dir, monkeypatch,
+                                                                                         capsys):
+    real = trainer.read_checkpoint
+
+    def read_then_another_train_saves(path, keys):  # the other train ends with a save before this one locks
+        ck = real(path, keys)
+        shutil.copy(path, path + ".new")
+        os.replace(path + ".new", path)
+        return ck
+
+    monkeypatch.setattr(trainer, "read_checkpoint", read_then_another_train_saves)
+    before = strict_rows(run_dir)
+    capsys.readouterr()
+    assert main(["train", "--resume", run_dir, "--max-steps", "6"]) == 2
+    assert "changed while this command started" in one_line_error(capsys)
+    assert strict_rows(run_dir) == before
+
+
 @pytest.mark.parametrize("argv, words", [
     (["--out", "elsewhere"], ["--out cannot be used with --resume"]),
     (["--overwrite"], ["--overwrite cannot be used with --resume"]),

@@ -111,13 +111,14 @@ def kill_and_resume(text_file: str, out: str, kills: int, seed: int) -> tuple[in
             args = ["--data", text_file, "--out", out, "--max-steps", "100000", "--overwrite", *OPTS]
         before = len(strict_rows(out))
         proc = _start(args)
-        if rng.random() < 0.15:  # during start-up, resume's clean-up and the first step
+        moment = rng.random()
+        if moment < 0.15:  # during start-up, resume's clean-up and the first step
             time.sleep(rng.uniform(0.0, 1.5))
-        else:  # during training: after this life's first new metrics line, then anywhere in a few steps
-            deadline = time.monotonic() + 120
+        else:  # after this life's first new metrics line: soon (its sample and checkpoint writes follow it
+            deadline = time.monotonic() + 120  # within ~0.2 s), or anywhere in the next steps
             while len(strict_rows(out)) <= before and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.01)
-            time.sleep(rng.uniform(0.0, 1.0))
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0.0, 0.25) if moment < 0.6 else rng.uniform(0.0, 1.0))
         if proc.poll() is not None:
             pytest.fail(f"the run ended by itself (status {proc.returncode}): {proc.stderr.read().decode()}")
         proc.send_signal(signal.SIGKILL)

@@ -38,7 +38,7 @@ from . import checkpoint, plot
 from .corpus import ENCODING_ERRORS, Batches, Vocab, eval_streams, load_corpus, split, streams, to_ids, unigram_bits
 from .model import CharRNN
 from .resume import RUN_KEYS, apply_overrides, checkpoint_state, read_checkpoint, repair_best, restore, resume_config
-from .runfolder import RunFolder, check_new_out
+from .runfolder import RunFolder, RunFolderError, check_new_out
 from .sampling import sample
 
 LN2 = math.log(2.0)
@@ -242,6 +242,7 @@ def train(cfg: TrainConfig | None = None, resume: str | None = None, log: Any = 
             raise FileNotFoundError(f"--resume {resume}: no such folder")
         if not os.path.isfile(latest):
             raise ValueError(f"--resume {resume}: no latest.npz there (not a run folder, or no checkpoint yet)")
+        stamp = _stamp(latest)
         ck = read_checkpoint(latest, RUN_KEYS)
         cfg = resume_config(TrainConfig, ck["config"], overrides, resume)
     elif cfg is None:
@@ -262,6 +263,8 @@ def train(cfg: TrainConfig | None = None, resume: str | None = None, log: Any = 
     folder = RunFolder.open(resume) if ck else RunFolder.create(cfg.out, overwrite)
     try:
         history: list[dict[str, Any]] = []
+        if ck and _stamp(latest) != stamp:  # another train wrote it after we read it, before we held the lock
+            raise RunFolderError(f"{latest}: changed while this command started (another train?); run it again")
         if ck:
             history = folder.truncate_metrics(run.step)
             folder.truncate_samples(ck.get("samples_bytes"))
@@ -279,6 +282,12 @@ def train(cfg: TrainConfig | None = None, resume: str | None = None, log: Any = 
             return _loop(run, val, folder, history, budget)
     finally:
         folder.close()
+
+
+def _stamp(path: str) -> tuple[int, int, int]:
+    """What changes when a file is replaced or rewritten."""
+    st = os.stat(path)
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 @contextmanager
