@@ -160,8 +160,16 @@ def train(text_file, out, steps, *extra) -> int:
                  *OPTS[:-3], "--quiet", *extra])
 
 
+@pytest.fixture(scope="module")
+def straight(text_file, tmp_path_factory) -> str:
+    """An uninterrupted run of 8 steps with train()'s options: what every interrupted one must end as."""
+    out = str(tmp_path_factory.mktemp("straight") / "run")
+    assert train(text_file, out, 8) == 0
+    return out
+
+
 def test_a_full_disk_during_a_checkpoint_save_keeps_the_previous_one_and_resume_is_exact(text_file, tmp_path,
-                                                                                        monkeypatch, capsys):
+                                                                                        monkeypatch, capsys, straight):
     real, saves = checkpoint.backend.save_npz, []
 
     def full_disk(fh, arrays):  # the second checkpoint runs out of space halfway
@@ -182,13 +190,11 @@ def test_a_full_disk_during_a_checkpoint_save_keeps_the_previous_one_and_resume_
     assert [r["step"] for r in strict_rows(out)] == [1, 2, 3, 4]
     monkeypatch.undo()  # space again
     assert main(["train", "--resume", out]) == 0
-    straight = str(tmp_path / "straight")
-    assert train(text_file, straight, 8) == 0
     assert_same_run(out, straight)
 
 
 def test_a_full_disk_while_appending_metrics_loses_nothing_but_the_last_steps(text_file, tmp_path, monkeypatch,
-                                                                            capsys):
+                                                                            capsys, straight):
     real_open, appends = builtins.open, []
 
     class HalfWrite:
@@ -221,21 +227,19 @@ def test_a_full_disk_while_appending_metrics_loses_nothing_but_the_last_steps(te
     assert err.count("\n") == 1 and "metrics.jsonl" in err and "No space left on device" in err, err
     monkeypatch.undo()
     assert main(["train", "--resume", out]) == 0  # the half line is dropped with the steps after step 4
-    straight = str(tmp_path / "straight")
-    assert train(text_file, straight, 8) == 0
     assert_same_run(out, straight)
 
 
-def test_a_resumed_run_equals_an_uninterrupted_one_in_every_file(text_file, tmp_path):
-    split, straight = str(tmp_path / "split"), str(tmp_path / "straight")
+def test_a_resumed_run_equals_an_uninterrupted_one_in_every_file(text_file, tmp_path, straight):
+    split = str(tmp_path / "split")
     assert train(text_file, split, 4) == 0
     assert main(["train", "--resume", split, "--max-steps", "8"]) == 0
-    assert train(text_file, straight, 8) == 0
     assert_same_run(split, straight)  # metrics, samples (the sample generator's state), both checkpoints
 
 
 @pytest.mark.parametrize("where", ["checkpoint.save", "checkpoint.copy_atomic", "plot.save_loss_plot"])
-def test_a_stop_at_any_point_of_the_checkpoint_sequence_resumes_exactly(text_file, tmp_path, monkeypatch, where):
+def test_a_stop_at_any_point_of_the_checkpoint_sequence_resumes_exactly(text_file, tmp_path, monkeypatch, where,
+                                                                        straight):
     """Stopped (as a kill would) just before the second latest.npz, between it and best.npz, or after both:
     resuming gives the uninterrupted run, and no metrics line or sample is lost or repeated."""
     from tinygrad_rnn.charlm import plot
@@ -250,11 +254,10 @@ def test_a_stop_at_any_point_of_the_checkpoint_sequence_resumes_exactly(text_fil
         return real(*args, **kw)
 
     monkeypatch.setattr(module, name, stop_second_time)
-    out, straight = str(tmp_path / "run"), str(tmp_path / "straight")
+    out = str(tmp_path / "run")
     assert train(text_file, out, 8) == 130
     monkeypatch.undo()
     assert main(["train", "--resume", out]) == 0
-    assert train(text_file, straight, 8) == 0
     assert_same_run(out, straight)
 
 
