@@ -4,7 +4,7 @@ Exit status (also in ``--help``): 0 done; 2 bad input, or a file that cannot be 
 written (a damaged checkpoint, a full disk...), with one line on stderr and nothing left
 half-written; 3 training stopped on a numerical fault (a NaN or infinite loss or gradient
 norm, or a diverging loss), one line on stderr, the last finite checkpoints kept; 130
-interrupted (Ctrl-C), the last checkpoint intact.
+interrupted (Ctrl-C), the last checkpoint intact; 141 stdout closed early (``| head``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a tool killed by it
 EXIT_STATUS_HELP = ("exit status: 0 done; 2 bad input or a file that cannot be read or written (one line on "
                     "stderr); 3 training stopped on a NaN/infinite or diverging loss (the last finite checkpoints "
                     "are kept); 130 interrupted")
+
 
 class UsageError(Exception):
     """Bad command-line input (reported as one line, status 2)."""
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a char-level model (default: LSTM on the Python stdlib's source)",
                        description="Train a character-level language model. Without --data the corpus is the "
                        "running Python's standard library source; without --max-steps or --max-minutes it "
-                       "trains for 5 minutes.")
+                       "trains for 5 minutes.", epilog=EXIT_STATUS_HELP)
     add = t.add_argument
     add("--data", metavar="PATH", help="UTF-8 text file (default: built-in stdlib corpus)")
     add("--encoding-errors", choices=ENCODING_ERRORS, help="bytes of --data that are not UTF-8: strict refuses the "
@@ -219,7 +220,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     text = load_corpus(args.data, args.encoding_errors).text
     unknown = vocab.unknown(text)
     ids = to_ids(vocab, text, policy, hint="; pass --unknown skip to leave them out, or --unknown map:C to read each "
-                 "as the character C")
+                 "as the character C", what=f"--data {args.data}")
     cfg = ck["config"]
     data = eval_streams(ids, cfg["batch_size"], cfg["seq_len"], args.device, "evaluation")  # as validation does
     loss = evaluate(model, data, cfg["seq_len"])

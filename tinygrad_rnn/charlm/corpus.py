@@ -167,8 +167,9 @@ def eval_streams(ids: Array, max_batch: int, seq_len: int, device: str, what: st
     return backend.to_device(streams(ids, batch, min(seq_len, max(1, len(ids) // batch - 1)), what), device)
 
 
-def to_ids(vocab: Vocab, text: str, unknown: str = "error", hint: str = "") -> Array:
-    return backend.as_array(vocab.encode(text, "the text", unknown, hint), backend.int64, "cpu")
+def to_ids(vocab: Vocab, text: str, unknown: str = "error", hint: str = "", what: str = "the text") -> Array:
+    """The ids of ``text`` as an int64 array (see :meth:`Vocab.encode`; ``what`` names the text in errors)."""
+    return backend.as_array(vocab.encode(text, what, unknown, hint), backend.int64, "cpu")
 
 
 class Batches:

@@ -133,7 +133,7 @@ def build(cfg: TrainConfig, text: str, vocab: Vocab | None = None) -> tuple[Run,
     """A fresh run and the validation streams for ``text`` (every check on the data happens here)."""
     hint = "; was the run's --data file changed since it started?" if vocab else ""
     vocab = vocab or Vocab(text)
-    ids = to_ids(vocab, text, hint=hint)
+    ids = to_ids(vocab, text, hint=hint, what=f"--data {cfg.data}" if cfg.data else "the built-in corpus")
     train_ids, val_ids = split(ids, cfg.val_frac)
     data = backend.to_device(streams(train_ids, cfg.batch_size, cfg.seq_len, "training"), cfg.device)
     val = eval_streams(val_ids, cfg.batch_size, cfg.seq_len, cfg.device, "validation")
