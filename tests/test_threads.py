@@ -173,3 +173,40 @@ def test_bench_threads_option_sets_the_count_and_rejects_bad_values():
     bad = run_script(["-m", "tinygrad_rnn", "bench", "--threads", "0"])
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     assert "--threads" in bad.stderr and "auto, blas or a positive number" in bad.stderr
+
+
+@pytest.mark.parametrize("bad", [0, "0", "two", 1.5, True, "", None])
+def test_the_trainer_refuses_a_bad_threads_option(bad):
+    from tinygrad_rnn.charlm.trainer import TrainConfig
+
+    with pytest.raises(ValueError, match="--threads"):
+        TrainConfig(threads=bad).validate()
+
+
+@needs_pool
+def test_training_runs_on_the_threads_it_was_given_and_auto_is_asked_between_steps(tmp_path, monkeypatch):
+    from tinygrad_rnn.charlm import trainer
+
+    text = tmp_path / "t.txt"
+    text.write_text("abcdefgh" * 400)
+    seen, updates = [], []
+    real_step = trainer.train_step
+
+    def step(run):
+        seen.append(threads.get_num_threads())
+        return real_step(run)
+
+    class Policy:
+        def update(self):
+            updates.append(threads.get_num_threads())
+    monkeypatch.setattr(trainer, "train_step", step)
+    before = threads.get_num_threads()
+    try:
+        cfg = dict(data=str(text), hidden_size=4, num_layers=1, seq_len=8, batch_size=2, max_steps=3, quiet=True)
+        trainer.train(trainer.TrainConfig(**cfg, out=str(tmp_path / "a"), threads=1), log=lambda m: None)
+        assert seen == [1, 1, 1]
+        monkeypatch.setattr(trainer, "apply_threads", lambda choice: Policy())
+        trainer.train(trainer.TrainConfig(**cfg, out=str(tmp_path / "b")), log=lambda m: None)  # auto by default
+        assert len(updates) == 3
+    finally:
+        threads.set_num_threads(before)

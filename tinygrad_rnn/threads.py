@@ -29,7 +29,8 @@ from collections.abc import Callable, Iterator
 
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["get_num_threads", "set_num_threads", "num_threads", "AutoThreads", "cpu_count"]
+__all__ = ["get_num_threads", "set_num_threads", "num_threads", "AutoThreads", "cpu_count", "parse_threads",
+           "apply_threads"]
 
 _controller: ThreadpoolController | None = None
 
@@ -165,3 +166,28 @@ class AutoThreads:
         if free > current + 0.75:
             return min(cores, int(free + 0.25))
         return current
+
+
+# ---------------------------------------------------------------- the command's option
+
+def parse_threads(value: str | int) -> str | int:
+    """The ``--threads`` choice: ``"auto"``, ``"blas"`` (the BLAS library's own default) or a count >= 1."""
+    if value in ("auto", "blas"):
+        return value
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if isinstance(value, bool) or n < 1 or str(n) != str(value).strip():
+        raise ValueError(f"--threads: invalid value {value!r}: use auto, blas or a positive number of threads")
+    return n
+
+
+def apply_threads(choice: str | int) -> AutoThreads | None:
+    """Put a ``--threads`` choice in force; returns the auto policy (call its ``update()`` between steps)."""
+    choice = parse_threads(choice)
+    if choice == "auto":
+        return AutoThreads(probe=0.25)
+    if choice != "blas":
+        set_num_threads(int(choice))
+    return None

@@ -13,9 +13,11 @@ import sys
 import sysconfig
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from .. import backend
 from ..backend import Array
+from ..nn.tbptt import TBPTT
 
 BUILTIN_CHARS = 1_000_000
 
@@ -44,17 +46,47 @@ def builtin_corpus(target_chars: int = BUILTIN_CHARS) -> Corpus:
     return Corpus("".join(parts), desc)
 
 
-def load_corpus(path: str | None) -> Corpus:
-    """The text at ``path`` (UTF-8), or the built-in corpus when ``path`` is None."""
+ENCODING_ERRORS = ("strict", "replace")
+
+
+def load_corpus(path: str | None, encoding_errors: str = "strict") -> Corpus:
+    """The text at ``path``, or the built-in corpus when ``path`` is None.
+
+    Args:
+        path: a UTF-8 text file.
+        encoding_errors: ``"strict"``: bytes that are not UTF-8 are an error giving the byte offset
+            of the first one; ``"replace"``: each invalid sequence reads as U+FFFD.
+    """
     if path is None:
         return builtin_corpus()
+    if encoding_errors not in ENCODING_ERRORS:
+        raise ValueError(f"--encoding-errors {encoding_errors!r}: choose one of {', '.join(ENCODING_ERRORS)}")
+    if os.path.isdir(path):
+        raise ValueError(f"--data {path}: is a folder, not a text file")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--data {path}: no such file")
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        text = fh.read()
-    if not text:
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    if not raw:
         raise ValueError(f"--data {path}: the file is empty")
-    return Corpus(text, f"file: {path}")
+    try:
+        text = raw.decode("utf-8", errors=encoding_errors)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"--data {path}: not UTF-8 text: byte 0x{raw[exc.start]:02x} at byte offset {exc.start} "
+                         f"is {exc.reason}; to read it anyway with U+FFFD for each invalid sequence, pass "
+                         "--encoding-errors replace") from None
+    description = f"file: {path}"
+    replaced = text.count("\ufffd") - raw.decode("utf-8", errors="ignore").count("\ufffd")
+    if replaced:
+        description += f" ({replaced:,} invalid UTF-8 sequence(s) read as U+FFFD)"
+    return Corpus(text, description)
+
+
+def parse_unknown(policy: str) -> str:
+    """Check an ``--unknown`` policy: ``error``, ``skip`` or ``map:C`` (C one character)."""
+    if policy in ("error", "skip") or (policy.startswith("map:") and len(policy) == 5):
+        return policy
+    raise ValueError(f"--unknown {policy!r}: use error, skip, or map:C with C one character (e.g. map:?)")
 
 
 class Vocab:
@@ -67,12 +99,31 @@ class Vocab:
     def __len__(self) -> int:
         return len(self.chars)
 
-    def encode(self, text: str, what: str = "text") -> list[int]:
-        unknown = sorted(set(text) - set(self.index))
-        if unknown:
-            shown = "".join(unknown[:20])
-            raise ValueError(f"{what} has {len(unknown)} character(s) not in the model's vocabulary: {shown!r}")
-        return [self.index[c] for c in text]
+    def unknown(self, text: str) -> Counter:
+        """How often each character of ``text`` that is not in the vocabulary occurs."""
+        return Counter(c for c in text if c not in self.index)
+
+    def encode(self, text: str, what: str = "text", unknown: str = "error", hint: str = "") -> list[int]:
+        """Ids of ``text``'s characters.
+
+        Args:
+            unknown: what to do with characters outside the vocabulary: ``"error"`` (a ValueError
+                naming them, then ``hint``), ``"skip"`` (leave them out) or ``"map:C"`` (read each as C).
+        """
+        index = self.index
+        if unknown == "skip":
+            return [index[c] for c in text if c in index]
+        if unknown.startswith("map:"):
+            sub = unknown[4:]
+            if sub not in index:
+                raise ValueError(f"--unknown {unknown}: {sub!r} is not in the model's vocabulary either")
+            return [index.get(c, index[sub]) for c in text]
+        missing = self.unknown(text)
+        if missing:
+            shown = "".join(sorted(missing)[:20])
+            raise ValueError(f"{what} has {sum(missing.values()):,} character(s) ({len(missing)} distinct) not in "
+                             f"the model's vocabulary: {shown!r}{hint}")
+        return [index[c] for c in text]
 
     def decode(self, ids: list[int]) -> str:
         return "".join(self.chars[i] for i in ids)
@@ -98,8 +149,11 @@ def streams(ids: Array, batch_size: int, seq_len: int, what: str) -> Array:
     """
     length = len(ids) // batch_size
     if length < seq_len + 1:
-        raise ValueError(f"the {what} split has {len(ids)} characters: too short for {batch_size} streams of "
-                         f"seq-len {seq_len} + 1; use a smaller --batch-size/--seq-len or more text")
+        hint = {"validation": "; use a larger --val-frac, a smaller --batch-size/--seq-len, or more text",
+                "training": "; use a smaller --batch-size/--seq-len or more text"}.get(what, "")
+        noun = "split" if what in ("training", "validation") else "text"
+        raise ValueError(f"the {what} {noun} has {len(ids):,} characters: too short for {batch_size} stream(s) of "
+                         f"seq-len {seq_len} + 1{hint}")
     return ids[: length * batch_size].reshape(batch_size, length)
 
 
@@ -113,28 +167,42 @@ def eval_streams(ids: Array, max_batch: int, seq_len: int, device: str, what: st
     return backend.to_device(streams(ids, batch, min(seq_len, max(1, len(ids) // batch - 1)), what), device)
 
 
-def to_ids(vocab: Vocab, text: str) -> Array:
-    return backend.as_array(vocab.encode(text), backend.int64, "cpu")
+def to_ids(vocab: Vocab, text: str, unknown: str = "error", hint: str = "", what: str = "the text") -> Array:
+    """The ids of ``text`` as an int64 array (see :meth:`Vocab.encode`; ``what`` names the text in errors)."""
+    return backend.as_array(vocab.encode(text, what, unknown, hint), backend.int64, "cpu")
 
 
 class Batches:
-    """Consecutive (input, target) windows over the training streams, with an epoch counter.
+    """The training streams read in windows of ``seq_len`` (truncated BPTT), epoch after epoch.
 
-    ``position`` is the column where the next window starts; windows advance by ``seq_len``;
-    when the next window would run past the end, the epoch ends and ``position`` returns to 0
-    (the caller then resets the hidden state).
+    Each epoch is one :func:`~tinygrad_rnn.nn.tbptt` pass over the streams: x = the columns
+    [0, L - 1), y = the columns [1, L), chunks of ``seq_len`` columns, a last shorter chunk left
+    out; the hidden state it carries starts each epoch at None (the model's zeros).
+    ``position`` is the column where the next window starts, ``state`` the carried state.
     """
 
-    def __init__(self, data: Array, seq_len: int, position: int = 0, epoch: int = 0) -> None:
-        self.data, self.seq_len, self.position, self.epoch = data, seq_len, position, epoch
+    def __init__(self, data: Array, seq_len: int, position: int = 0, epoch: int = 0, state: Any = None) -> None:
+        self.data, self.seq_len, self.epoch = data, seq_len, epoch
+        self.chunks = self._epoch(position, state)
 
-    def next(self) -> tuple[Array, Array, bool]:
-        """(x, y, new_epoch): x and y are (seq_len, batch) int64, y shifted by one character."""
-        new_epoch = self.position + self.seq_len + 1 > self.data.shape[1]
-        if new_epoch:
-            self.position, self.epoch = 0, self.epoch + 1
-        p, t = self.position, self.seq_len
-        x = self.data[:, p: p + t].T
-        y = self.data[:, p + 1: p + t + 1].T
-        self.position += t
-        return x, y, new_epoch
+    def _epoch(self, position: int, state: Any) -> TBPTT:
+        x, y = self.data[:, :-1].T, self.data[:, 1:].T  # (L - 1, B): y is x one character later
+        return TBPTT(x, y, k=self.seq_len, state=state, start=position, drop_last=True)
+
+    @property
+    def position(self) -> int:
+        return self.chunks.position
+
+    @property
+    def state(self) -> Any:
+        return self.chunks.state
+
+    def next(self) -> tuple[Array, Array, Any, bool]:
+        """(x, y, state, new_epoch): x and y (seq_len, batch) int64, y shifted by one character; the state
+        to start from. Hand the state the model ends in back with ``chunks.backward``/``chunks.carry``."""
+        new_epoch = len(self.chunks) == 0
+        if new_epoch:  # the streams start over, and so does the state
+            self.epoch += 1
+            self.chunks = self._epoch(0, None)
+        x, y, state = next(self.chunks)
+        return x, y, state, new_epoch

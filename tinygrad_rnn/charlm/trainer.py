@@ -1,38 +1,54 @@
 """Training a character-level language model: the loop behind ``tinygrad-rnn train``.
 
-The training text is cut into ``batch_size`` parallel streams (char-rnn style);
-each step reads the next ``seq_len`` characters of every stream, carries the
-hidden state over from the previous step and detaches it (truncated BPTT), and
-takes one Adam step with global-norm gradient clipping. Every ``eval_every``
-steps (and at the end) the whole validation split is scored, and the run folder
-gets a metrics line, checkpoints, a sample and a fresh loss plot.
+The training text is cut into ``batch_size`` parallel streams (char-rnn style) and read
+with :func:`~tinygrad_rnn.nn.tbptt`: each step takes the next ``seq_len`` characters of every
+stream, starts from the hidden state the previous step ended in, detached (truncated BPTT),
+and takes one Adam step with global-norm gradient clipping. Every ``eval_every`` steps (and
+at the end) the whole validation split is scored, and the run folder gets a metrics line, a
+sample, checkpoints and a fresh loss plot, in that order, so that a run killed at any moment
+resumes from its last checkpoint having lost only the steps after it.
+
+Numerical faults stop the run (:class:`TrainingFaultError`): a loss or gradient norm that is NaN
+or infinite, or a loss above ``max_loss`` (a diverging run), before any checkpoint of the
+faulty weights is written.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from .. import backend
 from ..autograd import no_grad
 from ..backend import Generator
+from ..errors import TinygradRNNError
 from ..nn import functional as F
 from ..nn.utils import clip_grad_norm_, detach_state
 from ..optim import Adam
 from ..optim.lr_scheduler import ExponentialLR
 from ..tensor import Tensor
+from ..threads import AutoThreads, apply_threads, parse_threads
 from . import checkpoint, plot
-from .corpus import Batches, Vocab, eval_streams, load_corpus, split, streams, to_ids, unigram_bits
+from .corpus import ENCODING_ERRORS, Batches, Vocab, eval_streams, load_corpus, split, streams, to_ids, unigram_bits
 from .model import CharRNN
+from .resume import RUN_KEYS, apply_overrides, checkpoint_state, read_checkpoint, repair_best, restore, resume_config
+from .runfolder import RunFolder, RunFolderError, check_new_out
 from .sampling import sample
 
 LN2 = math.log(2.0)
+DIVERGED_FACTOR = 3.0  # default --max-loss: this many times the loss of a uniform guess, ln V
+
+
+class TrainingFaultError(TinygradRNNError):
+    """Training stopped on a numerical fault (the command exits with status 3); the message names the
+    step, the value and which checkpoints were kept."""
 
 
 @dataclass
@@ -58,8 +74,16 @@ class TrainConfig:
     device: str = "cpu"
     dtype: str = "float32"
     quiet: bool = False
+    max_loss: float | None = None
+    encoding_errors: str = "strict"
+    threads: str | int = "auto"  # BLAS threads: "auto", "blas" or a count (tinygrad_rnn.threads)
 
     def validate(self) -> None:
+        for f in dataclasses.fields(self):  # NaN passes every comparison below, inf most of them
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
+        parse_threads(self.threads)
         checks = [
             (self.hidden_size >= 1, "--hidden-size must be >= 1"),
             (self.num_layers >= 1, "--num-layers must be >= 1"),
@@ -73,15 +97,15 @@ class TrainConfig:
             (self.max_minutes is None or self.max_minutes > 0, "--max-minutes must be > 0"),
             (self.eval_every >= 1, "--eval-every must be >= 1"),
             (0 < self.val_frac < 1, "--val-frac must be in (0, 1)"),
+            (self.seed >= 0, "--seed must be >= 0"),
+            (self.max_loss is None or self.max_loss > 0, "--max-loss must be > 0"),
             (self.dtype in ("float32", "float64"), "--dtype must be float32 or float64"),
+            (self.encoding_errors in ENCODING_ERRORS, f"--encoding-errors must be one of {ENCODING_ERRORS}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
 
-
-# Options fixed by a run's first start: resuming with a different value is refused.
-FIXED_ON_RESUME = ("data", "model", "hidden_size", "num_layers", "seq_len", "batch_size", "val_frac", "dtype", "seed")
 
 DEFAULT_MINUTES = 5.0  # the budget when neither --max-steps nor --max-minutes is given
 
@@ -98,16 +122,21 @@ class Run:
     batches: Batches
     init_gen: Generator
     sample_gen: Generator
-    state: Any = None
     step: int = 0
     elapsed: float = 0.0
     best_val: float = math.inf
+    saved_step: int | None = None  # the step of the last checkpoint written or resumed from
+
+    @property
+    def max_loss(self) -> float:
+        return self.cfg.max_loss or DIVERGED_FACTOR * math.log(max(len(self.vocab), 2))
 
 
 def build(cfg: TrainConfig, text: str, vocab: Vocab | None = None) -> tuple[Run, Any]:
-    """A fresh run and the validation streams for ``text``."""
+    """A fresh run and the validation streams for ``text`` (every check on the data happens here)."""
+    hint = "; was the run's --data file changed since it started?" if vocab else ""
     vocab = vocab or Vocab(text)
-    ids = to_ids(vocab, text)
+    ids = to_ids(vocab, text, hint=hint, what=f"--data {cfg.data}" if cfg.data else "the built-in corpus")
     train_ids, val_ids = split(ids, cfg.val_frac)
     data = backend.to_device(streams(train_ids, cfg.batch_size, cfg.seq_len, "training"), cfg.device)
     val = eval_streams(val_ids, cfg.batch_size, cfg.seq_len, cfg.device, "validation")
@@ -121,11 +150,13 @@ def build(cfg: TrainConfig, text: str, vocab: Vocab | None = None) -> tuple[Run,
     return run, val
 
 
-def update(model: CharRNN, params: list[Tensor], optimizer: Adam, x: Any, y: Any, state: Any, grad_clip: float,
-           phase: Callable[[str], None] | None = None) -> tuple[Tensor, Any]:
-    """The core of a training step (shared with ``tinygrad-rnn bench``): forward ids ``x`` (T, B) from
-    ``state``, cross-entropy against the next ids ``y``, backward, global-norm clipping of ``params``'
-    gradients, an optimizer step. Returns the loss and the new state, detached (truncated BPTT).
+def step_on_chunk(model: CharRNN, params: list[Tensor], optimizer: Adam, x: Any, y: Any, state: Any,
+                  grad_clip: float, backward: Callable[[Tensor, Any], Any],
+                  phase: Callable[[str], None] | None = None) -> tuple[Tensor, Any, Any]:
+    """One training step on ids ``x`` (T, B) from ``state``: cross-entropy against the next ids ``y``,
+    ``backward(loss, new_state)`` (which returns the state to carry), global-norm clipping of
+    ``params``' gradients, an optimizer step. Returns (loss, the gradient norm before clipping, as
+    ``clip_grad_norm_`` gives it, the carried state). Nothing here reads a value back to the host.
 
     ``phase(name)``, if given, is called after the forward (``"forward"``), the backward and the
     optimizer step: the benchmark's timers.
@@ -135,26 +166,40 @@ def update(model: CharRNN, params: list[Tensor], optimizer: Adam, x: Any, y: Any
     if phase:
         phase("forward")
     optimizer.zero_grad()
-    loss.backward()
+    state = backward(loss, state)
     if phase:
         phase("backward")
-    clip_grad_norm_(params, grad_clip)
+    norm = clip_grad_norm_(params, grad_clip)
     optimizer.step()
     if phase:
         phase("optimizer")
-    return loss, detach_state(state)  # the next step starts from here, but its gradient stops here
+    return loss, norm, state
 
 
-def train_step(run: Run) -> float:
-    """One step of truncated BPTT; returns the mean training loss (nats/char)."""
-    x, y, new_epoch = run.batches.next()
-    if new_epoch:  # the streams start over: forget the state, decay the learning rate
-        run.state = None
+def update(model: CharRNN, params: list[Tensor], optimizer: Adam, x: Any, y: Any, state: Any, grad_clip: float,
+           phase: Callable[[str], None] | None = None) -> tuple[Tensor, Any]:
+    """:func:`step_on_chunk` with the state carried by detaching it (``tinygrad-rnn bench``'s step).
+    Returns the loss and the new state."""
+    loss, _, state = step_on_chunk(model, params, optimizer, x, y, state, grad_clip, _backward_and_detach, phase)
+    return loss, state
+
+
+def _backward_and_detach(loss: Tensor, state: Any) -> Any:
+    loss.backward()
+    return detach_state(state)  # the next step starts from here, but its gradient stops here
+
+
+def train_step(run: Run) -> tuple[float, float]:
+    """One step of truncated BPTT; returns (mean training loss in nats/char, gradient norm before clipping)."""
+    x, y, state, new_epoch = run.batches.next()
+    if new_epoch:  # the streams started over (and the state with them): decay the learning rate
         run.scheduler.step()
-    loss, run.state = update(run.model, list(run.model.parameters()), run.optimizer, x, y, run.state,
-                             run.cfg.grad_clip)
+    loss, norm, _ = step_on_chunk(run.model, list(run.model.parameters()), run.optimizer, x, y, state,
+                                  run.cfg.grad_clip, run.batches.chunks.backward)
     run.step += 1
-    return loss.item()
+    # The step's only reads back to the host: one conversion each (the norm may be a float, a 0-d array or
+    # a 0-d Tensor, depending on clip_grad_norm_).
+    return float(loss.item()), float(norm)
 
 
 def evaluate(model: CharRNN, val: Any, seq_len: int) -> float:
@@ -175,182 +220,150 @@ def evaluate(model: CharRNN, val: Any, seq_len: int) -> float:
     return total / count
 
 
-# ---------------------------------------------------------------- run folder
-
-def checkpoint_state(run: Run, elapsed: float) -> dict[str, Any]:
-    """Everything needed to continue exactly: weights, Adam moments, LR schedule, RNG states,
-    step, data position, carried hidden state; plus the config and vocabulary."""
-    return {"config": dataclasses.asdict(run.cfg), "vocab": run.vocab.chars, "step": run.step,
-            "elapsed": elapsed, "best_val": run.best_val if math.isfinite(run.best_val) else None,
-            "position": run.batches.position, "epoch": run.batches.epoch, "model": run.model.state_dict(),
-            "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
-            "rng": {"init": run.init_gen.get_state(), "sample": run.sample_gen.get_state()},
-            "hidden": run.state}
-
-
-def restore(run: Run, ck: dict[str, Any]) -> None:
-    """Put a checkpoint's state into a freshly built run (same config and vocabulary)."""
-    run.model.load_state_dict(ck["model"])
-    run.optimizer.load_state_dict(ck["optimizer"])
-    run.scheduler.load_state_dict(ck["scheduler"])
-    run.init_gen.set_state(ck["rng"]["init"])
-    run.sample_gen.set_state(ck["rng"]["sample"])
-    run.step, run.elapsed = ck["step"], ck["elapsed"]
-    run.best_val = ck["best_val"] if ck["best_val"] is not None else math.inf
-    run.batches.position, run.batches.epoch = ck["position"], ck["epoch"]
-    run.state = _to_tensors(ck["hidden"], run.cfg.device)
-
-
-def apply_overrides(run: Run, overrides: dict[str, Any]) -> None:
-    """Make ``--lr`` / ``--lr-decay`` given on resume win over the optimizer and scheduler state that
-    :func:`restore` just put back: the lr becomes the new base of the schedule, the decay its factor."""
-    if "lr" in overrides:
-        for group in run.optimizer.param_groups:
-            group["lr"] = group["initial_lr"] = run.cfg.lr
-        run.scheduler.base_lrs = [run.cfg.lr] * len(run.optimizer.param_groups)
-        run.scheduler._last_lr = [run.cfg.lr] * len(run.optimizer.param_groups)
-    if "lr_decay" in overrides:
-        run.scheduler.gamma = run.cfg.lr_decay
-
-
-def resume_config(saved: dict[str, Any], overrides: dict[str, Any], run_dir: str) -> TrainConfig:
-    """The config of a resumed run: the one in its latest checkpoint, with ``overrides`` applied
-    (options fixed by the run's start may not change)."""
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in saved.items() if k in names})
-    for name, value in overrides.items():
-        if name not in names:
-            raise ValueError(f"--resume: unknown option {name!r}")
-        if name in FIXED_ON_RESUME and value != getattr(cfg, name):
-            raise ValueError(f"--resume: --{name.replace('_', '-')} was {getattr(cfg, name)!r} in this run "
-                             f"and cannot change")
-        setattr(cfg, name, value)
-    cfg.out = run_dir
-    return cfg
-
-
-def _to_tensors(state: Any, device: str) -> Any:
-    if state is None:
-        return None
-    if isinstance(state, tuple):
-        return tuple(_to_tensors(s, device) for s in state)
-    return Tensor(backend.as_array(state, None, device))
-
-
-def _read_metrics(path: str) -> list[dict[str, Any]]:
-    if not os.path.exists(path):
-        return []
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
-class RunFolder:
-    """The files of a run: config.json, metrics.jsonl, latest.npz, best.npz, samples.txt, loss.png."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        os.makedirs(path, exist_ok=True)
-        self.metrics_path = os.path.join(path, "metrics.jsonl")
-
-    def file(self, name: str) -> str:
-        return os.path.join(self.path, name)
-
-    def write_config(self, cfg: TrainConfig, corpus: str, vocab: Vocab) -> None:
-        info = dataclasses.asdict(cfg) | {"corpus": corpus, "vocab_size": len(vocab)}
-        checkpoint.write_text_atomic(self.file("config.json"), json.dumps(info, indent=2) + "\n")
-
-    def truncate_metrics(self, step: int) -> list[dict[str, Any]]:
-        """Drop lines logged after ``step`` (a run killed after its last checkpoint) and return the rest."""
-        rows = [r for r in _read_metrics(self.metrics_path) if r["step"] <= step]
-        checkpoint.write_text_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
-        return rows
-
-    def append_metrics(self, row: dict[str, Any]) -> None:
-        with open(self.metrics_path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(row) + "\n")  # one write per complete line
-
-    def append_sample(self, step: int, text: str) -> None:
-        with open(self.file("samples.txt"), "a", encoding="utf-8") as fh:
-            fh.write(f"===== step {step} =====\n{text}\n\n")
-
-
-# ---------------------------------------------------------------- the loop
-
-def default_out() -> str:
-    return os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
-
+# ---------------------------------------------------------------- the run
 
 def train(cfg: TrainConfig | None = None, resume: str | None = None, log: Any = print,
-          overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+          overrides: dict[str, Any] | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Train a new run with ``cfg``, or continue the run in the folder ``resume`` from its latest checkpoint,
     with the checkpoint's config and ``overrides`` (option name -> value, e.g. ``{"max_steps": 5000}``).
-    Returns the summary (best val loss/bpc, steps, chars/s, folder, a sample)."""
+    ``overwrite`` lets a new run replace the run files in ``cfg.out``.
+
+    Everything is checked (options, device, checkpoint, text, vocabulary, data length) before the
+    run folder is created or any file is written. Returns the summary (best val loss/bpc, steps,
+    chars/s, folder, a sample).
+
+    Raises:
+        TrainingFaultError: a non-finite or diverging loss or gradient norm (nothing of it is saved).
+    """
     overrides = dict(overrides or {})
     ck = None
     if resume:
+        if overwrite:
+            raise ValueError("--overwrite cannot be used with --resume (it would delete the run being resumed)")
         latest = os.path.join(resume, "latest.npz")
+        if not os.path.isdir(resume):
+            raise FileNotFoundError(f"--resume {resume}: no such folder")
         if not os.path.isfile(latest):
             raise ValueError(f"--resume {resume}: no latest.npz there (not a run folder, or no checkpoint yet)")
-        ck = checkpoint.load(latest)
-        cfg = resume_config(ck["config"], overrides, resume)
+        stamp = _stamp(latest)
+        ck = read_checkpoint(latest, RUN_KEYS)
+        cfg = resume_config(TrainConfig, ck["config"], overrides, resume)
     elif cfg is None:
         cfg = TrainConfig(**overrides)
     cfg.validate()
+    if ck and cfg.max_steps is not None and ck["step"] >= cfg.max_steps:
+        raise ValueError(f"--resume {resume}: the run is already at step {ck['step']} (--max-steps "
+                         f"{cfg.max_steps}); pass a larger --max-steps to train further")
     backend.check_device(cfg.device)
-    say = (lambda message: None) if cfg.quiet else log
-    corpus = load_corpus(cfg.data)  # before the run folder exists: bad input leaves nothing behind
-    folder = RunFolder(resume or cfg.out or default_out())
-    vocab = Vocab(ck["vocab"]) if ck else None
-    run, val = build(cfg, corpus.text, vocab)
-    history: list[dict[str, Any]] = []
+    if not ck and cfg.out is not None:
+        check_new_out(cfg.out, overwrite)
+    corpus = load_corpus(cfg.data, cfg.encoding_errors)
+    run, val = build(cfg, corpus.text, Vocab(ck["vocab"]) if ck else None)
     if ck:
-        restore(run, ck)
+        restore(run, ck, latest)
         apply_overrides(run, overrides)
-        history = folder.truncate_metrics(run.step)
-    folder.write_config(cfg, corpus.description, run.vocab)  # on resume too: the overrides now in force
-    say(f"corpus: {corpus.description}, {len(corpus.text):,} characters, vocabulary of {len(run.vocab)}; "
-        f"unigram baseline {unigram_bits(corpus.text):.3f} bits/char")
-    say(f"model: {run.model.kind} {cfg.num_layers}x{cfg.hidden_size}, "
-        f"{sum(p.numel() for p in run.model.parameters()):,} parameters, {cfg.device} {cfg.dtype}; "
-        f"run folder {folder.path}" + (f" (resumed at step {run.step})" if ck else ""))
-    budget = cfg.max_minutes * 60 if cfg.max_minutes else (DEFAULT_MINUTES * 60 if cfg.max_steps is None else None)
-    return _loop(run, val, folder, history, budget)
+    # Everything is checked: only now is anything created or written.
+    folder = RunFolder.open(resume) if ck else RunFolder.create(cfg.out, overwrite)
+    try:
+        history: list[dict[str, Any]] = []
+        if ck and _stamp(latest) != stamp:  # another train wrote it after we read it, before we held the lock
+            raise RunFolderError(f"{latest}: changed while this command started (another train?); run it again")
+        if ck:
+            history = folder.truncate_metrics(run.step)
+            folder.truncate_samples(ck.get("samples_bytes"))
+            repair_best(folder, ck)
+        cfg.out = folder.path
+        folder.write_config(cfg, corpus.description, len(run.vocab))  # on resume too: the overrides now in force
+        say = (lambda message: None) if cfg.quiet else log
+        say(f"corpus: {corpus.description}, {len(corpus.text):,} characters, vocabulary of {len(run.vocab)}; "
+            f"unigram baseline {unigram_bits(corpus.text):.3f} bits/char")
+        say(f"model: {run.model.kind} {cfg.num_layers}x{cfg.hidden_size}, "
+            f"{sum(p.numel() for p in run.model.parameters()):,} parameters, {cfg.device} {cfg.dtype}; "
+            f"run folder {folder.path}" + (f" (resumed at step {run.step})" if ck else ""))
+        budget = cfg.max_minutes * 60 if cfg.max_minutes else (DEFAULT_MINUTES * 60 if cfg.max_steps is None else None)
+        with _quiet_float_warnings():
+            return _loop(run, val, folder, history, budget, apply_threads(cfg.threads))
+    finally:
+        folder.close()
+
+
+def _stamp(path: str) -> tuple[int, int, int]:
+    """What changes when a file is replaced or rewritten."""
+    st = os.stat(path)
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+@contextmanager
+def _quiet_float_warnings() -> Iterator[None]:
+    """The loop checks every loss and gradient norm itself (and stops on a fault): NumPy's warnings about
+    overflow or invalid values in the step that produced one would only repeat it, noisily."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"(overflow|invalid value|divide by zero|underflow) encountered",
+                                RuntimeWarning)
+        yield
 
 
 _clock = time.perf_counter  # the loop's clock (tests replace it)
 
 
-def _loop(run: Run, val: Any, folder: RunFolder, history: list[dict[str, Any]], budget: float | None) -> dict:
+def _loop(run: Run, val: Any, folder: RunFolder, history: list[dict[str, Any]], budget: float | None,
+          threads: AutoThreads | None = None) -> dict:
     cfg = run.cfg
     chars_per_step = cfg.batch_size * cfg.seq_len
     bar = plot.Progress(cfg.max_steps, run.step, cfg.quiet)
-    start, session_steps, last_val = _clock(), 0, None
+    start, session_steps, last_val, finishing = _clock(), 0, None, False
     step_time = 0.0  # training steps only: chars/s leaves out validation and file writing
-    finishing = cfg.max_steps is not None and run.step >= cfg.max_steps  # resumed at its last step: nothing to do
     while not finishing:
         t0 = _clock()
-        loss = train_step(run)
+        loss, norm = train_step(run)
         t1 = _clock()
+        if threads:  # --threads auto: re-decided about once a second, between steps
+            threads.update()
+        _check(run, folder, "training loss", loss, norm)
         step_time += t1 - t0
         session_steps += 1
         now = t1 - start  # one reading decides both the row and whether this is the last step
-        row = {"step": run.step, "train_loss": loss, "lr": run.optimizer.param_groups[0]["lr"],
+        row = {"step": run.step, "train_loss": loss, "grad_norm": norm, "lr": run.optimizer.param_groups[0]["lr"],
                "epoch": run.batches.epoch, "elapsed_s": round(run.elapsed + now, 3),
                "chars_per_sec": round(session_steps * chars_per_step / max(step_time, 1e-12), 1)}
         finishing = (cfg.max_steps is not None and run.step >= cfg.max_steps) or \
                     (budget is not None and now >= budget)
         if run.step % cfg.eval_every == 0 or finishing:  # the last step always validates and checkpoints
             last_val = _evaluate_and_save(run, val, folder, row, history, run.elapsed + now)
-        folder.append_metrics(row)
-        history.append(row)
+        else:
+            folder.append_metrics(row)
+            history.append(row)
         bar.update(row, last_val, budget, now)
     bar.close()
     best = run.best_val
-    summary = {"best_val_loss": best, "best_val_bpc": best / LN2 if math.isfinite(best) else None,
-               "steps": run.step, "chars_per_sec": history[-1]["chars_per_sec"] if session_steps else 0.0,
-               "run": folder.path,
-               "sample": sample(run.model, run.vocab, _prime(run.vocab), 300, 1.0, None, run.sample_gen)}
-    return summary
+    return {"best_val_loss": best, "best_val_bpc": best / LN2 if math.isfinite(best) else None,
+            "steps": run.step, "chars_per_sec": history[-1]["chars_per_sec"], "run": folder.path,
+            "sample": sample(run.model, run.vocab, _prime(run.vocab), 300, 1.0, None, run.sample_gen)}
+
+
+def _check(run: Run, folder: RunFolder, what: str, loss: float, norm: float | None = None) -> None:
+    """Stop the run (TrainingFaultError) on a non-finite loss or gradient norm, or a loss above max_loss."""
+    if not math.isfinite(loss):
+        fault = f"the {what} is {loss}"
+    elif norm is not None and not math.isfinite(norm):
+        fault = f"the gradient norm is {norm} (the loss was {loss:.4g})"
+    elif loss > run.max_loss:
+        how = f"--max-loss {run.cfg.max_loss:g}" if run.cfg.max_loss else \
+            f"--max-loss {run.max_loss:.4g} ({DIVERGED_FACTOR:g} x ln {len(run.vocab)}, {DIVERGED_FACTOR:g} times a " \
+            "uniform guess)"
+        fault = f"the {what} {loss:.4g} nats/char is above {how}: the training diverged"
+    else:
+        return
+    _stop(run, folder, fault)
+
+
+def _stop(run: Run, folder: RunFolder, fault: str) -> None:
+    if run.saved_step is None:
+        kept = "no checkpoint was written"
+    else:
+        kept = f"the last checkpoint, {folder.file('latest.npz')} (step {run.saved_step}), and best.npz are kept"
+    raise TrainingFaultError(f"training stopped at step {run.step}: {fault}; {kept}; try a lower --lr "
+                          f"(it is {run.optimizer.param_groups[0]['lr']:g})")
 
 
 def _prime(vocab: Vocab) -> str:
@@ -359,15 +372,27 @@ def _prime(vocab: Vocab) -> str:
 
 def _evaluate_and_save(run: Run, val: Any, folder: RunFolder, row: dict[str, Any], history: list,
                        elapsed: float) -> float:
-    """Score the validation split, then write checkpoints, a sample and the plot."""
+    """Score the validation split; then append the metrics line and a sample, write the checkpoints and the plot.
+
+    In this order, a kill at any point leaves files that resume exactly: metrics lines and samples
+    written after the last checkpoint are cut away on resume, and best.npz is repaired if its copy
+    was cut short (see :func:`~tinygrad_rnn.charlm.resume.repair_best`).
+    """
     val_loss = evaluate(run.model, val, run.cfg.seq_len)
+    _check(run, folder, "validation loss", val_loss)
+    if not all(backend.is_finite(p.data) for p in run.model.parameters()):
+        _stop(run, folder, "the weights hold non-finite values")
     row["val_loss"], row["val_bpc"] = val_loss, val_loss / LN2
     improved = val_loss < run.best_val
     if improved:
         run.best_val = val_loss
-    checkpoint.save(folder.file("latest.npz"), checkpoint_state(run, elapsed))
+    text = sample(run.model, run.vocab, _prime(run.vocab), 200, 1.0, None, run.sample_gen)
+    folder.append_metrics(row)
+    history.append(row)
+    samples_bytes = folder.append_sample(run.step, text)
+    checkpoint.save(folder.file("latest.npz"), checkpoint_state(run, elapsed, samples_bytes))
+    run.saved_step = run.step
     if improved:  # the same state: a copy of the file, not a second build and write
         checkpoint.copy_atomic(folder.file("latest.npz"), folder.file("best.npz"))
-    folder.append_sample(run.step, sample(run.model, run.vocab, _prime(run.vocab), 200, 1.0, None, run.sample_gen))
-    plot.save_loss_plot(history + [row], folder.file("loss.png"))
+    plot.save_loss_plot(history, folder.file("loss.png"))
     return val_loss

@@ -13,6 +13,7 @@ from .packing import (
     unpad_sequence,
 )
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from .tbptt import TBPTT, tbptt
 
 __all__ = [
     "functional", "init", "utils",
@@ -23,4 +24,5 @@ __all__ = [
     "PackedSequence", "pack_padded_sequence", "pad_packed_sequence", "pad_sequence", "pack_sequence",
     "unpad_sequence", "unpack_sequence",
     "GradientFlow", "gradient_flow",
+    "TBPTT", "tbptt",
 ]
