@@ -99,3 +99,11 @@ def test_profile_step_splits_a_step_by_op_and_engine():
     shares = [float(line.rsplit(None, 1)[-1].rstrip("%")) for line in lines[1:]]
     assert any("forward  Addmm" in line for line in lines) and "the rest" in lines[-1]
     assert abs(sum(shares) - 100) < 1.0  # the parts add up to the step
+
+
+def test_bench_threads_runs_and_tabulates():
+    r = run_script([str(DEMOS / "bench_threads.py"), "S", "--busy", "0", "1", "--policies", "1", "--rounds", "1",
+                    "--steps", "1", "--no-torch"], timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| S | 1 |")]
+    assert len(rows) == 1 and "x)" in rows[0]  # the busy column carries its ratio to the quiet one
