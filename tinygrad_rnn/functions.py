@@ -93,9 +93,12 @@ def one_hot(index: Tensor, num_classes: int, dtype: Any = None) -> Tensor:
     """Integer tensor of shape S to a (S..., num_classes) tensor of 0/1 (no gradient)."""
     if backend.is_float(index.dtype):
         raise DTypeError(f"one_hot: indices must be integers, got {index.dtype}")
-    if index.numel() and (int(index.data.min()) < 0 or int(index.data.max()) >= num_classes):
+    data = index.data
+    # One yes/no question about the values (not their min and max): capture (tinygrad_rnn.replay)
+    # turns a value read to Python into a check of that value on every replay.
+    if index.numel() and bool(((data < 0) | (data >= num_classes)).any()):
         raise ValueError(f"one_hot: indices must lie in [0, {num_classes}), got "
-                         f"[{int(index.data.min())}, {int(index.data.max())}]")
+                         f"[{int(data.min())}, {int(data.max())}]")
     return Tensor(backend.one_hot(index.data, num_classes, backend.to_dtype(dtype)))
 
 
