@@ -30,8 +30,9 @@ ndarray = backend.CPU_ARRAY
 class K:
     """What a kernel works with: the builder, the op's record, its output's layout, its rule's forms."""
 
-    def __init__(self, b: Builder, apply: Any, meta: tuple) -> None:
+    def __init__(self, b: Builder, apply: Any, meta: tuple, backward: bool = False) -> None:
         self.b, self.a, self.meta = b, apply, meta
+        self.name = apply.cls.__name__ + (" backward" if backward else "")  # what profiles call its instructions
 
     def out(self) -> Val:
         shape, dtype, strides = self.meta
@@ -44,7 +45,7 @@ class K:
         return self.b.new(shape, dtype, strides)
 
     def emit(self, fn: Any, *args: Any, out: Val | None = None, label: str = "") -> Val | None:
-        self.b.emit(fn, *args, writes=(out,) if out is not None else (), label=label or self.a.cls.__name__)
+        self.b.emit(fn, *args, writes=(out,) if out is not None else (), label=label or self.name)
         return out
 
 
@@ -387,14 +388,14 @@ def swap_last(b: Builder, v: Val) -> Val:
 
 def matmul_fwd(k: K, ins: list, attrs: dict) -> tuple:
     out = k.out()
-    k.emit("matmul", ins[0], ins[1], out, out=out)
+    k.emit("matmul", ins[0], ins[1], out, out=out, label="MatMul matmul")
     return out, (ins[0], ins[1])
 
 
 def _product(k: K, i: int, a: Val, b: Val) -> Val:
     shape = tuple(backend.broadcast_shapes(a.shape[:-2], b.shape[:-2])) + (a.shape[-2], b.shape[-1])
     out = k.grad(i, shape, a.dtype)
-    k.emit("matmul", a, b, out, out=out)
+    k.emit("matmul", a, b, out, out=out, label=k.name + " matmul")
     return out
 
 
@@ -414,8 +415,8 @@ def matmul_bwd(k: K, saved: tuple, g: Val, needs: tuple) -> list:
 def addmm_fwd(k: K, ins: list, attrs: dict) -> tuple:
     c, a, b = ins
     out = k.out()
-    k.emit("matmul", a, b, out, out=out)
-    k.emit("add", out, c, out, out=out)
+    k.emit("matmul", a, b, out, out=out, label="Addmm matmul")
+    k.emit("add", out, c, out, out=out, label="Addmm add")
     return out, (a, b, attrs.get("bt"))
 
 

@@ -143,6 +143,7 @@ class Bound:
 
     def __init__(self) -> None:
         self.code: list[list] = []
+        self.labels: list[str] = []  # what each entry of ``code`` does (for profiles)
         self.slots: list[tuple[list | dict, Any, Any]] = []  # (container, key, rebuild())
 
 
@@ -226,9 +227,12 @@ class Binder:
                     else:
                         container[k] = self.static(x)
             out.code.append([fn, args, kwargs])
+            out.labels.append(ins.label)
         kept_before.append(len(out.code))
         for pos, entry in sorted(self.inserts, key=lambda e: -e[0]):  # copies NumPy made instead of views
-            out.code.insert(kept_before[min(pos, len(kept_before) - 1)], entry)
+            at = kept_before[min(pos, len(kept_before) - 1)]
+            out.code.insert(at, entry)
+            out.labels.insert(at, "copy (a view NumPy could not make)")
         return out
 
 

@@ -9,6 +9,7 @@ already there).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from .. import backend
@@ -46,7 +47,7 @@ class Program:
         self.leaf_arrays: list = [None] * len(c.leaves)
         self.binder = Binder(self.leaf_arrays)
         bound = self.binder.bind(b.instrs, dropped)
-        self.code, self.slots = bound.code, bound.slots
+        self.code, self.slots, self.labels = bound.code, bound.slots, bound.labels
         self.inputs = [v.storage.array for v in c.inputs]
         self.leaves = [(i, t, _layout(t.data), t.requires_grad) for i, t in enumerate(params) if by_reference[i]]
         self.grads = [(params[i], self.binder.static(v)) for i, v in c.grads.items()]
@@ -71,11 +72,12 @@ class Program:
                 return f"{type(m).__name__} was called in {'training' if training else 'eval'} mode at capture"
         return None
 
-    def run(self, arrays: list, assign: bool = True) -> tuple[Any, list]:
+    def run(self, arrays: list, assign: bool = True, timings: dict | None = None) -> tuple[Any, list]:
         """Run one call on the argument arrays; returns (outputs, [(leaf, gradient array)]).
 
         With ``assign`` the gradients go to the leaves' ``.grad``; the arrays returned are the
-        program's own (overwritten by the next call).
+        program's own (overwritten by the next call). ``timings``, if given, receives the seconds
+        spent per instruction label (a profile; slower).
         """
         for buf, a in zip(self.inputs, arrays):
             backend.copy_into(buf, a)
@@ -88,11 +90,14 @@ class Program:
             self._release_handed_grads()
         states = [g.get_state() for g in self.gens] if self.snapshot else None
         try:
-            for fn, args, kwargs in self.code:
-                if kwargs is None:
-                    fn(*args)
-                else:
-                    fn(*args, **kwargs)
+            if timings is None:
+                for fn, args, kwargs in self.code:
+                    if kwargs is None:
+                        fn(*args)
+                    else:
+                        fn(*args, **kwargs)
+            else:
+                self._timed(timings)
         except GuardFailedError:
             if states is not None:
                 for g, s in zip(self.gens, states):
@@ -103,6 +108,16 @@ class Program:
             for t, g in self.grads:
                 t.grad = _tensor(g) if t.grad is None else _tensor(t.grad.data + g)
         return outputs, self.grads
+
+    def _timed(self, timings: dict) -> None:
+        clock = time.perf_counter
+        for (fn, args, kwargs), label in zip(self.code, self.labels):
+            t0 = clock()
+            if kwargs is None:
+                fn(*args)
+            else:
+                fn(*args, **kwargs)
+            timings[label] = timings.get(label, 0.0) + clock() - t0
 
     def _release_handed_grads(self) -> None:
         """A ``.grad`` still holding the program's buffer from the last call (no ``zero_grad`` in
