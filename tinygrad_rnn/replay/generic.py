@@ -13,17 +13,26 @@ from .. import backend
 from .kernels import K, dense
 from .ir import Val
 
+class Slot:
+    """Where an op's forward leaves its context for its backward (one per op of the program)."""
+
+    __slots__ = ("ctx",)
+
+    def __init__(self) -> None:
+        self.ctx: Any = None
+
+
 def generic_forward(k: K, ins: list, attrs: dict) -> tuple:
     """Replay an op that has no kernel above by calling its ``forward`` (a fresh context each call)
     and copying the result into the program's buffer: exact, at the cost of one copy."""
-    slot: list = [None]
+    slot = Slot()
     parents = tuple(p is not None for p in k.a.parents) if k.a.parents is not None else None
     out = k.out()
     k.b.emit(run_forward, slot, k.a.cls, parents, out, list(ins), dict(attrs), writes=(out,), label=k.a.cls.__name__)
     return out, (slot, list(ins), out)
 
 
-def run_forward(slot: list, cls: type, parents: tuple | None, out: Any, ins: list, attrs: dict) -> None:
+def run_forward(slot: Slot, cls: type, parents: tuple | None, out: Any, ins: list, attrs: dict) -> None:
     ctx = cls.__new__(cls)
     ctx.saved = ()
     if parents is not None:
@@ -32,7 +41,7 @@ def run_forward(slot: list, cls: type, parents: tuple | None, out: Any, ins: lis
     if isinstance(result, backend.SCALAR_TYPES):  # as Function.apply does
         scalar, result = result, backend.as_ndarray(result)
         ctx.saved = tuple(result if s is scalar else s for s in ctx.saved)
-    slot[0] = ctx
+    slot.ctx = ctx
     backend.copy_into(out, result)
 
 
@@ -64,8 +73,8 @@ def generic_backward(k: K, saved: tuple, g: Val, needs: tuple) -> list | str:
     return forms
 
 
-def run_backward_rule(slot: list, g: Any, targets: list, keep: tuple) -> None:
-    ctx, slot[0] = slot[0], None
+def run_backward_rule(slot: Slot, g: Any, targets: list, keep: tuple) -> None:
+    ctx, slot.ctx = slot.ctx, None
     grads = ctx.backward(ctx, g)
     if not isinstance(grads, tuple):
         grads = (grads,)

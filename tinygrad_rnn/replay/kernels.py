@@ -44,8 +44,8 @@ class K:
         strides = form[3] if form is not None and form[0] == "dense" and tuple(form[1]) == tuple(shape) else None
         return self.b.new(shape, dtype, strides)
 
-    def emit(self, fn: Any, *args: Any, out: Val | None = None, label: str = "") -> Val | None:
-        self.b.emit(fn, *args, writes=(out,) if out is not None else (), label=label or self.name)
+    def emit(self, fn: Any, *args: Any, out: Val | None = None, label: str = "", kwargs: dict | None = None) -> Any:
+        self.b.emit(fn, *args, writes=(out,) if out is not None else (), kwargs=kwargs, label=label or self.name)
         return out
 
 
@@ -163,7 +163,7 @@ def relu_fwd(k: K, ins: list, attrs: dict) -> tuple:
     mask = k.b.new(x.shape, backend.bool_)
     k.emit("greater", x, 0, mask, out=mask)
     out = k.out()
-    k.emit("maximum", x, 0, out, out=out)
+    k.emit("maximum", x, 0, out=out, kwargs={"out": out})  # np.maximum takes out= by keyword only
     return out, mask
 
 
