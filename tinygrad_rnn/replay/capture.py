@@ -24,7 +24,7 @@ from typing import Any
 
 from .. import autograd, backend
 from ..tensor import Tensor
-from .compile import GuardFailedError, compile_trace
+from .compile import GuardFailedError, Marker, compile_trace
 from .program import LeafChangedError, Program
 from .hooks import recording
 from .trace import Recorder, Trace
@@ -53,6 +53,7 @@ class Captured:
 
     Attributes:
         enabled: set False to always run the normal path.
+        on_backward: see the property.
         calls: counts of ``"replayed"``, ``"recorded"``, ``"verified"`` and ``"normal"`` calls.
         reasons: why calls ran the normal path, with counts.
     """
@@ -64,7 +65,18 @@ class Captured:
         self.reasons: collections.Counter[str] = collections.Counter()
         self._entries: dict[Any, _Entry] = {}
         self._warned: set[str] = set()
+        self._marker = Marker()
         functools.update_wrapper(self, fn)
+
+    @property
+    def on_backward(self) -> Callable[[], Any] | None:
+        """A function a replayed call runs where the function's backward pass starts (a timer's
+        mark, say); the normal path runs only ``fn`` itself."""
+        return self._marker.fn
+
+    @on_backward.setter
+    def on_backward(self, fn: Callable[[], Any] | None) -> None:
+        self._marker.fn = fn
 
     def reset(self) -> None:
         """Forget every program and recording (for example after changing what ``fn`` reads)."""
@@ -142,7 +154,7 @@ class Captured:
 
     def _compile(self, entry: _Entry, first: Trace, trace: Trace) -> None:
         by_reference = [a is b for a, b in zip(first.params, trace.params)]
-        compiled = compile_trace(trace, by_reference)
+        compiled = compile_trace(trace, by_reference, self._marker)
         if compiled.failed:
             self._give_up(entry, compiled.failed)
             return

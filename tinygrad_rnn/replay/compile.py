@@ -41,9 +41,24 @@ class Compiled:
     failed: str | None = None
 
 
+class Marker:
+    """A callback the program calls where the backward pass starts (``Captured.on_backward``)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self) -> None:
+        self.fn: Any = None
+
+
+def fire(marker: Marker) -> None:
+    if marker.fn is not None:
+        marker.fn()
+
+
 class _Compiler:
-    def __init__(self, trace: Trace, by_reference: list[bool]) -> None:
+    def __init__(self, trace: Trace, by_reference: list[bool], marker: Marker) -> None:
         self.t = trace
+        self.marker = marker
         self.b = Builder()
         self.vals: dict[int, Val] = {}
         self.failed: str | None = None
@@ -177,13 +192,12 @@ class _Compiler:
     def on_backward(self, root_refs: list, grad_refs: list, retain: bool) -> None:
         roots = []
         for r, g in zip(root_refs, grad_refs):
-            v = self.resolve(r)
             idx = next((i for i, a in enumerate(self.t.applies) if a.out == r[1]), None) if r[0] == "v" else None
             if idx is None or self.t.applies[idx].parents is None:
                 self.fail("backward() from a tensor that is not the output of a recorded op")
                 return
             roots.append((idx, self.resolve(g)))
-            del v
+        self.b.emit(fire, self.marker, label="backward starts")
         bc = BackwardCompiler(self.b, self.t.applies, self.saved, self.t.meta, self.leaves)
         self.grads = bc.run(roots)
         if bc.failed:
@@ -214,9 +228,10 @@ def _vals_in(x: Any) -> list[Val]:
     return []
 
 
-def compile_trace(trace: Trace, by_reference: list[bool]) -> Compiled:
-    """``by_reference[i]``: read leaf i from its Tensor on every call (else bake its value in)."""
-    return _Compiler(trace, by_reference).run()
+def compile_trace(trace: Trace, by_reference: list[bool], marker: Marker | None = None) -> Compiled:
+    """``by_reference[i]``: read leaf i from its Tensor on every call (else bake its value in);
+    ``marker`` is called where the backward pass starts."""
+    return _Compiler(trace, by_reference, marker or Marker()).run()
 
 
 # ---------------------------------------------------------------- raw NumPy calls
