@@ -11,6 +11,7 @@ gets a metrics line, checkpoints, a sample and a fresh loss plot.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .. import backend
+from .. import backend, replay
 from ..autograd import no_grad
 from ..backend import Generator
 from ..nn import functional as F
@@ -58,6 +59,7 @@ class TrainConfig:
     device: str = "cpu"
     dtype: str = "float32"
     quiet: bool = False
+    replay: bool = True  # capture the training step and replay it (tinygrad_rnn.replay); same results, faster
 
     def validate(self) -> None:
         checks = [
@@ -99,6 +101,7 @@ class Run:
     init_gen: Generator
     sample_gen: Generator
     state: Any = None
+    forward_backward: Any = None  # the captured forward and backward (replay), or None: the plain path
     step: int = 0
     elapsed: float = 0.0
     best_val: float = math.inf
@@ -118,31 +121,47 @@ def build(cfg: TrainConfig, text: str, vocab: Vocab | None = None) -> tuple[Run,
     optimizer = Adam(model.parameters(), lr=cfg.lr)
     scheduler = ExponentialLR(optimizer, gamma=cfg.lr_decay)
     run = Run(cfg, vocab, model, optimizer, scheduler, Batches(data, cfg.seq_len), init_gen, Generator(cfg.seed + 1))
+    if cfg.replay:
+        run.forward_backward = capture_step(model)
     return run, val
 
 
-def update(model: CharRNN, params: list[Tensor], optimizer: Adam, x: Any, y: Any, state: Any, grad_clip: float,
-           phase: Callable[[str], None] | None = None) -> tuple[Tensor, Any]:
-    """The core of a training step (shared with ``tinygrad-rnn bench``): forward ids ``x`` (T, B) from
-    ``state``, cross-entropy against the next ids ``y``, backward, global-norm clipping of ``params``'
-    gradients, an optimizer step. Returns the loss and the new state, detached (truncated BPTT).
-
-    ``phase(name)``, if given, is called after the forward (``"forward"``), the backward and the
-    optimizer step: the benchmark's timers.
-    """
+def forward_backward(model: CharRNN, x: Any, y: Any, state: Any,
+                     phase: Callable[[str], None] | None = None) -> tuple[Tensor, Any]:
+    """Forward ids ``x`` (T, B) from ``state``, cross-entropy against the next ids ``y``, backward.
+    Returns the loss and the new state, detached (truncated BPTT). This is the part of a step that
+    ``tinygrad_rnn.replay`` captures; ``phase("forward")``, if given, marks the end of the forward."""
     logits, state = model(Tensor(x), state)
     loss = F.cross_entropy(logits.reshape(-1, model.vocab_size), Tensor(y.reshape(-1)))
     if phase:
         phase("forward")
-    optimizer.zero_grad()
     loss.backward()
+    return loss, detach_state(state)  # the next step starts from here, but its gradient stops here
+
+
+def capture_step(model: CharRNN) -> Callable[[Any, Any, Any], tuple[Tensor, Any]]:
+    """:func:`forward_backward` for ``model``, captured for replay (``tinygrad_rnn.replay``)."""
+    return replay.capture(functools.partial(forward_backward, model))
+
+
+def update(model: CharRNN, params: list[Tensor], optimizer: Adam, x: Any, y: Any, state: Any, grad_clip: float,
+           phase: Callable[[str], None] | None = None, fb: Callable[..., Any] | None = None) -> tuple[Tensor, Any]:
+    """The core of a training step (shared with ``tinygrad-rnn bench``): :func:`forward_backward`
+    (or ``fb(x, y, state)``, its captured form), global-norm clipping of ``params``' gradients, an
+    optimizer step. Returns the loss and the new state, detached (truncated BPTT).
+
+    ``phase(name)``, if given, is called after the forward (``"forward"``, by the plain path), the
+    backward and the optimizer step: the benchmark's timers.
+    """
+    optimizer.zero_grad()
+    loss, state = forward_backward(model, x, y, state, phase) if fb is None else fb(x, y, state)
     if phase:
         phase("backward")
     clip_grad_norm_(params, grad_clip)
     optimizer.step()
     if phase:
         phase("optimizer")
-    return loss, detach_state(state)  # the next step starts from here, but its gradient stops here
+    return loss, state
 
 
 def train_step(run: Run) -> float:
@@ -152,7 +171,7 @@ def train_step(run: Run) -> float:
         run.state = None
         run.scheduler.step()
     loss, run.state = update(run.model, list(run.model.parameters()), run.optimizer, x, y, run.state,
-                             run.cfg.grad_clip)
+                             run.cfg.grad_clip, fb=run.forward_backward)
     run.step += 1
     return loss.item()
 
