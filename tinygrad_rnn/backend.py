@@ -558,3 +558,13 @@ def same_bits(a: Any, b: Any) -> bool:
     xp = get_xp(a)
     raw = [xp.ascontiguousarray(x).reshape(-1).view(np.uint8) for x in (a, b)]
     return bool(xp.array_equal(*raw))
+
+
+def strided_random(shape: tuple, strides: tuple, dtype: Any, gen: Generator) -> Array:
+    """A new array of ``shape`` whose elements sit ``strides`` bytes apart (a transposed or sliced
+    layout), filled with uniform values from ``gen`` on its device (for timing an op on a given layout)."""
+    dtype = np.dtype(dtype)
+    extent = sum((n - 1) * abs(s) for n, s in zip(shape, strides)) + dtype.itemsize
+    flat = gen.uniform((extent // dtype.itemsize + 1,), -1.0, 1.0, dtype)
+    xp = get_xp(flat)
+    return xp.lib.stride_tricks.as_strided(flat, shape=tuple(shape), strides=tuple(strides))
