@@ -43,11 +43,14 @@ def tinygrad_step(cfg: Any, weights: dict, name: str) -> tuple[Step, Any]:
 
     import dataclasses
 
+    from tinygrad_rnn import backend
+
     cfg = dataclasses.replace(cfg, fused=name == "tinygrad-fused", replay=name != "tinygrad-plain")
     step = TrainStep(cfg)
     step.model.load_state_dict(weights)
     step.model.to(cfg.device)
-    return (lambda x, y: step(x, y.reshape(-1))), step
+    dev = cfg.device
+    return (lambda x, y: step(backend.to_device(x, dev), backend.to_device(y.reshape(-1), dev))), step
 
 
 # ---------------------------------------------------------------- PyTorch

@@ -99,6 +99,7 @@ class Captured:
         template = _flatten((args, kwargs), leaves)
         key, reason = _signature(template, leaves)
         if reason:
+            self._warn(reason)
             return self._normal(reason, args, kwargs)
         entry = self._entries.get(key)
         if entry is None:
@@ -190,6 +191,10 @@ class Captured:
 
     def _give_up(self, entry: _Entry, reason: str) -> None:
         entry.disabled, entry.program, entry.last = reason, None, None
+        self._warn(reason)
+
+    def _warn(self, reason: str) -> None:
+        """Say once per reason that some calls will take the normal path."""
         if reason not in self._warned:
             self._warned.add(reason)
             warnings.warn(f"{getattr(self.fn, '__name__', 'function')}: replay is off for these arguments, the "
