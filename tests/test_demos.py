@@ -31,10 +31,22 @@ def test_bench_core_runs_every_workload_and_prints_ratios():
 
 
 def test_profile_step_splits_a_step_by_op_and_engine():
-    result = run_script([str(DEMOS / "profile_step.py"), "S", "--steps", "1"], timeout=300)
+    result = run_script([str(DEMOS / "profile_step.py"), "S", "--steps", "1", "--no-replay"], timeout=300)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("config S (lstm):")
     shares = [float(line.rsplit(None, 1)[-1].rstrip("%")) for line in lines[1:]]
     assert any("forward  Addmm" in line for line in lines) and "the rest" in lines[-1]
     assert abs(sum(shares) - 100) < 1.0  # the parts add up to the step
+
+
+def test_profile_step_splits_the_replayed_step_by_kind():
+    result = run_script([str(DEMOS / "profile_step.py"), "S", "--steps", "1", "--detail"], timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("config S (lstm, replayed):")
+    parts = lines[1:lines.index("by instruction label:")]
+    assert any("matrix products (GEMM)" in line for line in parts)
+    assert any("optimizer and gradient clipping" in line for line in parts)
+    assert abs(sum(float(line.rsplit(None, 1)[-1].rstrip("%")) for line in parts) - 100) < 1.0
+    assert any("Addmm matmul" in line for line in lines)

@@ -9,6 +9,7 @@ already there).
 
 from __future__ import annotations
 
+import gc
 import time
 from typing import Any
 
@@ -58,6 +59,7 @@ class Program:
         self.ops, self.guards = c.ops, c.guards
         self.instructions = len(self.code)
         self.verified = False
+        self.profile: dict | None = None  # when a dict: every run adds its seconds per instruction label
         self._matmuls = [(ins.label, ins.args[:3]) for ins in b.instrs if ins.fn == "matmul" and id(ins) not in dropped]
 
     # -- one call
@@ -89,6 +91,9 @@ class Program:
         if assign:
             self._release_handed_grads()
         states = [g.get_state() for g in self.gens] if self.snapshot else None
+        timings = timings if timings is not None else self.profile
+        collecting = gc.isenabled()
+        gc.disable()  # the loop makes no reference cycles; a collection in it would only stall it
         try:
             if timings is None:
                 for fn, args, kwargs in self.code:
@@ -103,6 +108,9 @@ class Program:
                 for g, s in zip(self.gens, states):
                     g.set_state(s)
             raise
+        finally:
+            if collecting:
+                gc.enable()
         outputs = _copy_out(self.outputs)
         if assign:
             for t, g in self.grads:
