@@ -50,3 +50,25 @@ def test_profile_step_splits_the_replayed_step_by_kind():
     assert any("optimizer and gradient clipping" in line for line in parts)
     assert abs(sum(float(line.rsplit(None, 1)[-1].rstrip("%")) for line in parts) - 100) < 1.0
     assert any("Addmm matmul" in line for line in lines)
+
+
+def test_time_to_quality_runs_both_trainers_on_one_pipeline(tmp_path):
+    import json
+
+    text = tmp_path / "t.txt"
+    text.write_text(("The quick brown fox jumps over the lazy dog.\n" * 20 + "Pack my box with jugs.\n" * 20) * 8,
+                    encoding="utf-8")
+    out = tmp_path / "ttq.json"
+    args = ["--data", str(text), "--steps", "6", "--eval-every", "3", "--seeds", "0,1", "--hidden-size", "12",
+            "--batch-size", "4", "--seq-len", "12", "--json", str(out), "--plot", str(tmp_path / "ttq.png")]
+    result = run_script([str(DEMOS / "time_to_quality.py"), *args], timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    tg_runs, torch_runs = report["runs"]["tinygrad"], report["runs"]["torch:streams"]
+    for seed in ("0", "1"):  # same weights, same batches: the first step's loss is the same
+        assert abs(tg_runs[seed]["first_train_loss"] - torch_runs[seed]["first_train_loss"]) < 1e-4
+        assert [p["step"] for p in tg_runs[seed]["curve"]] == [3, 6]
+    points = report["summary"]["tinygrad"]["points"]
+    assert [p["step"] for p in points] == [3, 6] and all(p["std"] > 0 for p in points)
+    assert report["agreement"]["agree"] and "time to 1.6 nats" in result.stdout
+    assert (tmp_path / "ttq.png").stat().st_size > 0
