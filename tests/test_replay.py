@@ -414,3 +414,19 @@ def test_saturated_cells_replay_to_the_bit():
             assert same_bits(pa.grad.data, pb.grad.data)
             saw_negative_zero |= bool(np.any((pb.grad.data == 0) & np.signbit(pb.grad.data)))
     assert fa.calls["replayed"] >= 2
+
+
+@given(st.lists(st.tuples(st.integers(1, 20000), st.integers(0, 60), st.integers(0, 30)), max_size=60))
+def test_arena_plan_never_gives_one_byte_to_two_live_buffers(blocks):
+    from tinygrad_rnn.replay.plan import pack
+
+    sizes = [b[0] for b in blocks]
+    firsts = [b[1] for b in blocks]
+    lasts = [b[1] + b[2] for b in blocks]
+    offsets, total = pack(sizes, firsts, lasts)
+    for i in range(len(blocks)):
+        assert offsets[i] % 4096 == 0 and offsets[i] + sizes[i] <= total
+        for j in range(i):
+            if firsts[i] <= lasts[j] and firsts[j] <= lasts[i]:  # both in use at some time
+                assert offsets[i] + sizes[i] <= offsets[j] or offsets[j] + sizes[j] <= offsets[i]
+    assert total <= sum(-(-s // 4096) * 4096 for s in sizes)

@@ -7,9 +7,9 @@ or walking the graph. The normal path stays the reference: replay gives the same
 it on its first run, and falls back to the normal path, saying why, whenever it cannot be sure.
 
 Modules: ``trace`` (recording), ``compile`` and ``kernels``/``backward`` (the program),
-``plan`` (memory), ``program`` (running it), ``capture`` (the front).
+``plan`` (memory), ``program`` (running it), ``captured`` (the front: ``capture``, ``Captured``).
 """
 
-from .capture import Captured, ReplayWarning, capture
+from .captured import Captured, ReplayWarning, capture
 
 __all__ = ["capture", "Captured", "ReplayWarning"]

@@ -97,42 +97,81 @@ def _scan_writes(b: Builder) -> None:
 def allocate(b: Builder, kept: list[Val]) -> tuple[set[int], int]:
     """Place groups, compute lifetimes and give every program buffer its memory.
 
-    Returns the ids of the dropped instructions and the bytes allocated.
+    The buffers share one arena (see :func:`pack`). Returns the ids of the dropped instructions
+    and the bytes allocated.
     """
     _scan_writes(b)
     dropped = _place_groups(b)
     end = len(b.instrs)
     _lifetimes(b, dropped, end, kept)
-    pool: dict[tuple, list] = {}
-    starts: dict[int, list[Storage]] = {}
-    ends: dict[int, list[Storage]] = {}
-    total = 0
+    placed, total = [], 0
     for s in b.storages:
         if s.kind != "buf" or s.group is not None or s.first < 0:
             continue
         if s.persistent:
             s.array = backend.aligned_empty(s.shape, s.dtype, _order(s.shape, s.strides))
             total += s.array.nbytes
-            continue
-        starts.setdefault(s.first, []).append(s)
-        ends.setdefault(s.last, []).append(s)
-    for i in range(end + 1):
-        for s in starts.get(i, ()):
-            key = (s.shape, str(s.dtype), _order(s.shape, s.strides))
-            free = pool.get(key)
-            if free:
-                s.array = free.pop()
-            else:
-                s.array = backend.aligned_empty(s.shape, s.dtype, key[2])
-                total += s.array.nbytes
-        for s in ends.get(i, ()):
-            pool.setdefault((s.shape, str(s.dtype), _order(s.shape, s.strides)), []).append(s.array)
+        else:
+            placed.append(s)
+    offsets, size = pack([_nbytes(s) for s in placed], [s.first for s in placed], [s.last for s in placed])
+    arena = backend.aligned_empty((max(size, 1),), "uint8")
+    for s, offset in zip(placed, offsets):
+        s.array = _view(arena[offset:], s)
     for g in {id(g): g for s in b.storages if s.group is not None for g in (s.group[0],)}.values():
         whole = g.whole.array
         stacked = whole.reshape((len(g.members),) + g.members[0].shape)
         for k, m in enumerate(g.members):
             m.array = stacked[k]
-    return dropped, total
+    return dropped, total + size
+
+
+def pack(sizes: list[int], firsts: list[int], lasts: list[int]) -> tuple[list[int], int]:
+    """Offsets in one arena for blocks of memory used from ``firsts[i]`` to ``lasts[i]`` (inclusive),
+    so that no two blocks in use at the same time overlap; returns (offsets, arena size).
+
+    Greedy by size, as TensorFlow Lite plans its arena: largest first, each at the lowest offset
+    that clears every block already placed whose lifetime meets its own. Offsets are multiples
+    of 4096 (a page): every array starts on a page boundary.
+    """
+    xp = backend.xp_for("cpu")
+    n = len(sizes)
+    size = (xp.asarray(sizes, dtype=xp.int64) + _PAGE - 1) // _PAGE * _PAGE
+    first, last = xp.asarray(firsts, dtype=xp.int64), xp.asarray(lasts, dtype=xp.int64)
+    order = sorted(range(n), key=lambda i: (-int(size[i]), firsts[i]))
+    lo = xp.zeros(n, xp.int64)  # the offset of each placed block (in the order placed)
+    hi, f_placed, l_placed = xp.zeros(n, xp.int64), xp.zeros(n, xp.int64), xp.zeros(n, xp.int64)
+    offsets = [0] * n
+    for k, i in enumerate(order):
+        meet = (f_placed[:k] <= last[i]) & (l_placed[:k] >= first[i])
+        offset = 0
+        if meet.any():
+            starts, ends = lo[:k][meet], hi[:k][meet]
+            by = xp.argsort(starts, kind="stable")
+            starts, reach = starts[by], xp.maximum.accumulate(ends[by])
+            gaps = starts - xp.concatenate([[0], reach[:-1]])  # free space before each placed block
+            fits = xp.nonzero(gaps >= size[i])[0]
+            offset = int(xp.concatenate([[0], reach])[fits[0]]) if fits.size else int(reach[-1])
+        offsets[i] = offset
+        lo[k], hi[k], f_placed[k], l_placed[k] = offset, offset + size[i], first[i], last[i]
+    return offsets, int(hi.max()) if n else 0
+
+
+_PAGE = 4096
+
+
+def _nbytes(s: Storage) -> int:
+    n = backend.to_dtype(s.dtype).itemsize
+    for d in s.shape:
+        n *= d
+    return n
+
+
+def _view(block: Any, s: Storage) -> Any:
+    """The first bytes of a block as an array of the storage's shape, dtype and axis order."""
+    order = _order(s.shape, s.strides)
+    permuted = tuple(s.shape[i] for i in order)
+    inverse = tuple(sorted(range(len(order)), key=lambda k: order[k]))
+    return block[:_nbytes(s)].view(s.dtype).reshape(permuted).transpose(inverse)
 
 
 # ---------------------------------------------------------------- binding
