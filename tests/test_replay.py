@@ -430,3 +430,27 @@ def test_arena_plan_never_gives_one_byte_to_two_live_buffers(blocks):
             if firsts[i] <= lasts[j] and firsts[j] <= lasts[i]:  # both in use at some time
                 assert offsets[i] + sizes[i] <= offsets[j] or offsets[j] + sizes[j] <= offsets[i]
     assert total <= sum(-(-s // 4096) * 4096 for s in sizes)
+
+
+def test_the_trainer_replays_its_steps_and_trains_exactly_as_without(tmp_path):
+    """`tinygrad-rnn train` (replay on by default) and `--no-replay`: the same losses and weights, to the bit."""
+    import json
+
+    from tinygrad_rnn.charlm import checkpoint
+    from tinygrad_rnn.charlm.trainer import TrainConfig, train
+
+    text = tmp_path / "t.txt"
+    text.write_text("".join(f"line {i}: the cat sat on mat {i % 7}\n" for i in range(300)), encoding="utf-8")
+    runs = {}
+    for replayed in (True, False):
+        out = tmp_path / f"run_{replayed}"
+        cfg = TrainConfig(data=str(text), hidden_size=8, num_layers=2, batch_size=4, seq_len=12, dropout=0.3,
+                          max_steps=30, eval_every=10, out=str(out), quiet=True, replay=replayed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", replay.ReplayWarning)  # no fallback for good
+            train(cfg, log=lambda message: None)
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        runs[replayed] = ([(r["train_loss"], r.get("val_loss")) for r in rows], checkpoint.load(str(out / "latest.npz")))
+    assert runs[True][0] == runs[False][0]  # every training and validation loss
+    for name, value in runs[True][1]["model"].items():
+        assert same_bits(value, runs[False][1]["model"][name]), name
