@@ -2,7 +2,7 @@
 
 Run:  python demos/bench_lstm.py S M L [--model lstm|gru|rnn] [--device cpu|cuda] [--dtype float32|float64]
           [--rounds 3] [--steps 10] [--warmup 4] [--contenders tinygrad,tinygrad-fused,torch,torch-composed,numpy,floor]
-          [--json PATH] [--hidden 64,128,...] [--in-process]
+          [--json PATH] [--hidden 64,128,...] [--sweep [--plot PATH]] [--in-process]
 
 Fair means: every contender runs in a FRESH PROCESS of its own, with its own default settings
 (PyTorch as users get it: its default threads, no OpenMP tweaks; NumPy with its default BLAS
@@ -234,6 +234,34 @@ def in_process(cfg: BenchConfig, contenders: list[str]) -> None:
         print(f"  {c:<16}{cps:>12,.0f} chars/s  {ratio}")
 
 
+def plot_sweep(configs: dict, path: str) -> None:
+    """chars/s against H for every contender (median, with the min-max spread as error bars)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hidden = [int(name.split("H=")[1]) for name in configs]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    names = list(next(iter(configs.values()))["contenders"]) + ["floor"]
+    for name in names:
+        rows = [c["contenders"].get(name) if name != "floor" else c.get("floor") for c in configs.values()]
+        if any(r is None for r in rows):
+            continue
+        med = [r["median"] for r in rows]
+        err = [[m - r["min"] for m, r in zip(med, rows)], [r["max"] - m for m, r in zip(med, rows)]]
+        ax.errorbar(hidden, med, yerr=err, marker="o", capsize=3, label=name, linestyle=":" if name == "floor" else "-")
+    ax.set(xscale="log", yscale="log", xlabel="hidden size H", ylabel="training chars/s",
+           title="char-RNN training, each contender in a fresh process")
+    ax.set_xticks(hidden, [str(h) for h in hidden], minor=False)
+    ax.set_xticks([], minor=True)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"plot saved to {path}")
+
+
 # ---------------------------------------------------------------- command line
 
 def configs(args: argparse.Namespace) -> list[BenchConfig]:
@@ -261,6 +289,8 @@ def main(argv: list[str] | None = None) -> dict | None:
                         help=f"untimed steps after the check step [{CAPTURE_CALLS}: replay captures the step in them]")
     parser.add_argument("--contenders", default=DEFAULT, help=f"comma-separated, from {', '.join(ALL)} [{DEFAULT}]")
     parser.add_argument("--hidden", type=lambda s: [int(h) for h in s.split(",")], help="override H (a list: a sweep)")
+    parser.add_argument("--sweep", action="store_true", help="--hidden 64,128,256,512 and a plot of chars/s against H")
+    parser.add_argument("--plot", default="bench_lstm_sweep.png", help="where --sweep saves its plot")
     parser.add_argument("--json", help="write every figure to this JSON file")
     parser.add_argument("--in-process", action="store_true", help="quick check in one process (NOT fair)")
     args = parser.parse_args(argv)
@@ -270,6 +300,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     if bad or unknown or args.rounds < 1:
         parser.error(f"unknown config {bad[0]!r}" if bad else f"unknown contender {unknown[0]!r}" if unknown
                      else "--rounds must be >= 1")
+    if args.sweep:
+        args.hidden = args.hidden or [64, 128, 256, 512]
     if args.warmup < CAPTURE_CALLS and any(c in ("tinygrad", "tinygrad-fused") for c in wanted):
         print(f"note: --warmup {args.warmup} is below the {CAPTURE_CALLS} steps replay needs to capture the step: "
               "tinygrad_rnn's first timed steps will not be replays")
@@ -290,6 +322,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     busy = info["load_average_end"][0] > 0.75 * (info["cores"] or 1)
     print(f"\nload average at the end {info['load_average_end'][0]:.2f}"
           + (" (other work shared the CPUs: figures are noisy)" if busy else ""))
+    if args.sweep and not args.in_process:
+        plot_sweep(results["configs"], args.plot)
     if args.json and not args.in_process:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=1, default=str)

@@ -433,7 +433,7 @@ def test_arena_plan_never_gives_one_byte_to_two_live_buffers(blocks):
 
 
 def test_the_trainer_replays_its_steps_and_trains_exactly_as_without(tmp_path):
-    """`tinygrad-rnn train` (replay on by default) and `--no-replay`: the same losses and weights, to the bit."""
+    """`tinygrad-rnn train` (replay on by default) and `--no-replay`: the same losses and weights, bit for bit."""
     import json
 
     from tinygrad_rnn.charlm import checkpoint
@@ -450,7 +450,40 @@ def test_the_trainer_replays_its_steps_and_trains_exactly_as_without(tmp_path):
             warnings.simplefilter("error", replay.ReplayWarning)  # no fallback for good
             train(cfg, log=lambda message: None)
         rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-        runs[replayed] = ([(r["train_loss"], r.get("val_loss")) for r in rows], checkpoint.load(str(out / "latest.npz")))
+        losses = [(r["train_loss"], r.get("val_loss")) for r in rows]
+        runs[replayed] = (losses, checkpoint.load(str(out / "latest.npz")))
     assert runs[True][0] == runs[False][0]  # every training and validation loss
     for name, value in runs[True][1]["model"].items():
         assert same_bits(value, runs[False][1]["model"][name]), name
+
+
+def test_a_new_argument_dtype_gets_its_own_program():
+    captured = replay.capture(lambda x: (Tensor(x) * 2).tanh().sum())
+    for dtype in (np.float32, np.float64):
+        for i in range(4):
+            x = np.full((3, 2), 0.1 * i, dtype)
+            assert same_bits(captured(x).data, (Tensor(x) * 2).tanh().sum().data)
+    assert len(captured.programs) == 2
+
+
+class Wrapped(np.ndarray):
+    """Not a plain NumPy array (as a CuPy array is not): replay does not take it."""
+
+
+def test_an_argument_that_is_not_a_numpy_array_runs_the_normal_path():
+    captured = replay.capture(lambda x: (Tensor(x) * 2).sum())
+    x = np.ones((2, 2), np.float32).view(Wrapped)
+    with pytest.warns(replay.ReplayWarning, match="not a NumPy array"):
+        for _ in range(3):
+            captured(x)
+    assert captured.calls["normal"] == 3
+
+
+@pytest.mark.skipif(not tg.cuda_available(), reason="no CuPy / GPU here")
+def test_gpu_arguments_run_the_normal_path():
+    captured = replay.capture(lambda x: (x * 2).sum())
+    x = tg.ones(3).to("cuda")
+    with pytest.warns(replay.ReplayWarning, match="not a NumPy array"):
+        for _ in range(3):
+            captured(x)
+    assert captured.calls["normal"] == 3
