@@ -21,10 +21,6 @@ from .plan import Binder, _order, allocate
 ndarray = backend.CPU_ARRAY
 
 
-class LeafChangedError(Exception):
-    """A leaf tensor's array is no longer the kind seen at capture (shape, dtype, layout, requires_grad)."""
-
-
 def _layout(a: Any) -> tuple:
     return (type(a), a.shape, a.dtype, a.flags.c_contiguous, a.flags.f_contiguous)
 
