@@ -395,14 +395,18 @@ def test_program_counts_and_gemms_describe_the_step():
 
 
 def test_saturated_cells_replay_to_the_bit():
-    """Large weights saturate tanh and sigmoid (outputs of exactly +-1, gradients of +-0.0)."""
+    """Large weights saturate the gates (sigmoid outputs of exactly 0 or 1, tanh of exactly +-1), where
+    local gradients are exactly zero and signed zeros appear in the backward pass."""
     (ma, _), (mb, _) = twins("lstm", hidden=5)
     for pa, pb in zip(ma.parameters(), mb.parameters()):
-        pa.data = pa.data * 40
-        pb.data = pb.data * 40
-    fa, fb = replay.capture(step_fn(ma)), step_fn(mb)
+        pa.data = pa.data * 100
+        pb.data = pb.data * 100
     rng = np.random.default_rng(5)
-    saw_negative_zero = False
+    probe = rng.integers(0, V, (5, 3))
+    with tg.no_grad():
+        out, _ = mb.rnn(tg.one_hot(Tensor(probe), V, dtype="float32"))
+    assert np.any(out.numpy() == 0.0)  # an output gate of exactly 0: saturated, the case this test is about
+    fa, fb = replay.capture(step_fn(ma)), step_fn(mb)
     for _ in range(6):
         ids = rng.integers(0, V, (6, 3))
         for p in list(ma.parameters()) + list(mb.parameters()):
@@ -412,24 +416,7 @@ def test_saturated_cells_replay_to_the_bit():
         assert same_bits(la.data, lb.data)
         for pa, pb in zip(ma.parameters(), mb.parameters()):
             assert same_bits(pa.grad.data, pb.grad.data)
-            saw_negative_zero |= bool(np.any((pb.grad.data == 0) & np.signbit(pb.grad.data)))
     assert fa.calls["replayed"] >= 2
-
-
-@given(st.lists(st.tuples(st.integers(1, 20000), st.integers(0, 60), st.integers(0, 30)), max_size=60))
-def test_arena_plan_never_gives_one_byte_to_two_live_buffers(blocks):
-    from tinygrad_rnn.replay.plan import pack
-
-    sizes = [b[0] for b in blocks]
-    firsts = [b[1] for b in blocks]
-    lasts = [b[1] + b[2] for b in blocks]
-    offsets, total = pack(sizes, firsts, lasts)
-    for i in range(len(blocks)):
-        assert offsets[i] % 4096 == 0 and offsets[i] + sizes[i] <= total
-        for j in range(i):
-            if firsts[i] <= lasts[j] and firsts[j] <= lasts[i]:  # both in use at some time
-                assert offsets[i] + sizes[i] <= offsets[j] or offsets[j] + sizes[j] <= offsets[i]
-    assert total <= sum(-(-s // 4096) * 4096 for s in sizes)
 
 
 def test_the_trainer_replays_its_steps_and_trains_exactly_as_without(tmp_path):
