@@ -76,6 +76,17 @@ class NumpyCharLSTM:
         self.dZ, self.Q, self.otc, self.P = z(T, B, 4 * H), z(T, B, H), z(T, B, H), z(T, B, 3, H)
         self.tmpG, self.dh, self.dc, self.dh_rec, self.tmpH = z(B, 4 * H), z(B, H), z(B, H), z(B, H), z(B, H)
 
+    def buffer_bytes(self) -> int:
+        """Bytes of the per-step buffers this model keeps between steps (parameters, gradients and
+        Adam's moments not counted)."""
+        names = ("onehot", "S", "hs", "cs", "tc", "dZ", "Q", "otc", "P", "tmpG", "dh", "dc", "dh_rec", "tmpH")
+        total = 0
+        for name in names:
+            value = getattr(self, name, None)
+            for a in value if isinstance(value, list) else [value] if value is not None else []:
+                total += a.nbytes
+        return total
+
     # ------------------------------------------------------------ forward and backward
     def forward_backward(self, x: np.ndarray, y: np.ndarray, state: tuple[np.ndarray, np.ndarray] | None = None
                          ) -> float:

@@ -92,7 +92,7 @@ def test_bench_core_runs_every_workload_and_prints_ratios():
 
 
 def test_profile_step_splits_a_step_by_op_and_engine():
-    result = run_script([str(DEMOS / "profile_step.py"), "S", "--steps", "1"], timeout=300)
+    result = run_script([str(DEMOS / "profile_step.py"), "S", "--steps", "1", "--no-replay"], timeout=300)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("config S (lstm):")
@@ -107,3 +107,37 @@ def test_bench_threads_runs_and_tabulates():
     assert r.returncode == 0, r.stderr
     rows = [line for line in r.stdout.splitlines() if line.startswith("| S | 1 |")]
     assert len(rows) == 1 and "x)" in rows[0]  # the busy column carries its ratio to the quiet one
+
+
+def test_profile_step_splits_the_replayed_step_by_kind():
+    result = run_script([str(DEMOS / "profile_step.py"), "S", "--steps", "1", "--detail"], timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("config S (lstm, replayed):")
+    parts = lines[1:lines.index("by instruction label:")]
+    assert any("matrix products (GEMM)" in line for line in parts)
+    assert any("optimizer and gradient clipping" in line for line in parts)
+    assert abs(sum(float(line.rsplit(None, 1)[-1].rstrip("%")) for line in parts) - 100) < 1.0
+    assert any("Addmm matmul" in line for line in lines)
+
+
+def test_time_to_quality_runs_both_trainers_on_one_pipeline(tmp_path):
+    import json
+
+    text = tmp_path / "t.txt"
+    text.write_text(("The quick brown fox jumps over the lazy dog.\n" * 20 + "Pack my box with jugs.\n" * 20) * 8,
+                    encoding="utf-8")
+    out = tmp_path / "ttq.json"
+    args = ["--data", str(text), "--steps", "6", "--eval-every", "3", "--seeds", "0,1", "--hidden-size", "12",
+            "--batch-size", "4", "--seq-len", "12", "--json", str(out), "--plot", str(tmp_path / "ttq.png")]
+    result = run_script([str(DEMOS / "time_to_quality.py"), *args], timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    tg_runs, torch_runs = report["runs"]["tinygrad"], report["runs"]["torch:streams"]
+    for seed in ("0", "1"):  # same weights, same batches: the first step's loss is the same
+        assert abs(tg_runs[seed]["first_train_loss"] - torch_runs[seed]["first_train_loss"]) < 1e-4
+        assert [p["step"] for p in tg_runs[seed]["curve"]] == [3, 6]
+    points = report["summary"]["tinygrad"]["points"]
+    assert [p["step"] for p in points] == [3, 6] and all(p["std"] > 0 for p in points)
+    assert report["agreement"]["agree"] and "time to 1.6 nats" in result.stdout
+    assert (tmp_path / "ttq.png").stat().st_size > 0

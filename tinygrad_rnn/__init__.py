@@ -20,7 +20,7 @@ from .functions import (
 )
 from .graph import print_graph, to_dot, trace
 
-from . import nn, optim, testing, threads  # noqa: E402  (subpackages, after the core they build on)
+from . import nn, optim, replay, testing, threads  # noqa: E402  (subpackages, after the core they build on)
 
 __version__ = "0.1.0"
 
@@ -32,5 +32,5 @@ __all__ = [
     "grad", "int32", "int64", "is_grad_enabled", "log", "log_softmax", "logsumexp", "manual_seed", "matmul",
     "maximum", "minimum", "no_grad", "one_hot", "ones", "ones_like", "print_graph", "rand", "randint", "randn",
     "relu", "set_default_dtype", "sigmoid", "softmax", "sqrt", "stack", "tanh", "tensor", "to_dot", "trace",
-    "tune_allocator", "where", "zeros", "zeros_like", "nn", "optim", "testing", "threads",
+    "tune_allocator", "where", "zeros", "zeros_like", "nn", "optim", "replay", "testing", "threads",
 ]

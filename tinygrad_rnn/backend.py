@@ -578,3 +578,64 @@ def manual_seed(seed: int) -> None:
     default_generator("cpu").manual_seed(seed)
     if cuda_available():
         default_generator("cuda").manual_seed(seed)
+
+
+# ---------------------------------------------------------------- helpers for capture and replay
+
+_PAGE = 4096
+
+
+def aligned_empty(shape: tuple, dtype: Any, order: tuple | None = None) -> np.ndarray:
+    """An uninitialised NumPy array that starts on a page boundary, its axes laid out slowest to
+    fastest in ``order`` (row-major when None).
+
+    Replay (``tinygrad_rnn.replay``) puts all its buffers at the same offset modulo 4096, so that an
+    elementwise op never writes at a small distance after where it reads in the 4 KB address space
+    (4K aliasing, docs/performance.md), whichever buffers it gets.
+    """
+    dtype = np.dtype(dtype)
+    order = tuple(range(len(shape))) if order is None else tuple(order)
+    permuted = tuple(shape[i] for i in order)
+    nbytes = int(np.prod(permuted, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + _PAGE, np.uint8)
+    start = (-raw.ctypes.data) % _PAGE
+    flat = raw[start:start + nbytes].view(dtype)
+    inverse = tuple(sorted(range(len(order)), key=lambda k: order[k]))
+    return flat.reshape(permuted).transpose(inverse)
+
+
+def shares_memory(a: Any, b: Any) -> bool:
+    """Whether two arrays may overlap in memory (bounds check, no exact solve)."""
+    return bool(get_xp(a).may_share_memory(a, b))
+
+
+def copy_into(dst: Any, src: Any) -> None:
+    """``dst[...] = src``; a column-major 2-D ``src`` into a row-major ``dst`` is copied in blocks
+    (see ``_transposed_copy``: many times faster than NumPy's one pass for large matrices)."""
+    if (isinstance(src, np.ndarray) and src.ndim == 2 and src.flags.f_contiguous and not src.flags.c_contiguous
+            and dst.flags.c_contiguous and src.size >= _BLOCKED_COPY_MIN):
+        s = src.T
+        for j in range(0, s.shape[0], _BLOCK_ROWS):
+            dst[:, j:j + _BLOCK_ROWS] = s[j:j + _BLOCK_ROWS].T
+        return
+    get_xp(dst).copyto(dst, src)
+
+
+def same_bits(a: Any, b: Any) -> bool:
+    """True when two arrays have the same shape, dtype and bytes (NaNs, -0.0 and all)."""
+    a, b = as_ndarray(a), as_ndarray(b)
+    if a.shape != b.shape or a.dtype != b.dtype or get_xp(a) is not get_xp(b):
+        return False
+    xp = get_xp(a)
+    raw = [xp.ascontiguousarray(x).reshape(-1).view(np.uint8) for x in (a, b)]
+    return bool(xp.array_equal(*raw))
+
+
+def strided_random(shape: tuple, strides: tuple, dtype: Any, gen: Generator) -> Array:
+    """A new array of ``shape`` whose elements sit ``strides`` bytes apart (a transposed or sliced
+    layout), filled with uniform values from ``gen`` on its device (for timing an op on a given layout)."""
+    dtype = np.dtype(dtype)
+    extent = sum((n - 1) * abs(s) for n, s in zip(shape, strides)) + dtype.itemsize
+    flat = gen.uniform((extent // dtype.itemsize + 1,), -1.0, 1.0, dtype)
+    xp = get_xp(flat)
+    return xp.lib.stride_tricks.as_strided(flat, shape=tuple(shape), strides=tuple(strides))

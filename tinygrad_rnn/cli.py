@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--dtype", choices=["float32", "float64"], help="[float32]")
     add("--threads", type=threads_option, help=THREADS_HELP)
     add("--quiet", action="store_true", default=None, help="no progress bar")
+    add("--no-replay", dest="replay", action="store_const", const=False, default=None,
+        help="run every step through the engine instead of replaying the captured step (same results, slower)")
 
     s = sub.add_parser("sample", help="generate text from a checkpoint")
     s.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
@@ -154,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--warmup", type=int, default=2, help="untimed steps first [2]")
     b.add_argument("--both", action="store_true", help="LSTM: also time the fused cell op (a row 'lstm+f')")
     b.add_argument("--threads", type=threads_option, default="auto", help=THREADS_HELP)
+    b.add_argument("--no-replay", dest="replay", action="store_false",
+                   help="time the engine's step instead of the captured and replayed one")
     return parser
 
 
@@ -258,7 +262,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     # Size options alone describe one custom config, built on S.
     name = "custom" if not args.configs and any(v is not None for v in sizes.values()) else None
     configs = [BenchConfig.preset(n, **sizes, name=name, model=args.model, device=args.device, dtype=args.dtype,
-                                  steps=args.steps, warmup=args.warmup, fused=fused)
+                                  steps=args.steps, warmup=args.warmup, fused=fused, replay=args.replay)
                for n in (args.configs or ["S"]) for fused in ([False, True] if args.both else [False])]
     for cfg in configs:  # all checked before the first (possibly long) run
         cfg.validate()

@@ -98,13 +98,15 @@ def one_hot(index: Tensor, num_classes: int, dtype: Any = None) -> Tensor:
     """
     if backend.is_float(index.dtype):
         raise DTypeError(f"one_hot: indices must be integers, got {index.dtype}")
-    d = backend.to_dtype(dtype)
-    if backend.reading_blocks(index.data) and backend.is_float(d):
-        return Tensor(backend.one_hot(index.data, num_classes, d, nan_out_of_range=True))
-    if index.numel() and (int(index.data.min()) < 0 or int(index.data.max()) >= num_classes):
+    d, data = backend.to_dtype(dtype), index.data
+    if backend.reading_blocks(data) and backend.is_float(d):
+        return Tensor(backend.one_hot(data, num_classes, d, nan_out_of_range=True))
+    # One yes/no question about the values (not their min and max): capture (tinygrad_rnn.replay)
+    # turns a value read to Python into a check of that value on every replay.
+    if index.numel() and bool(((data < 0) | (data >= num_classes)).any()):
         raise ValueError(f"one_hot: indices must lie in [0, {num_classes}), got "
-                         f"[{int(index.data.min())}, {int(index.data.max())}]")
-    return Tensor(backend.one_hot(index.data, num_classes, d))
+                         f"[{int(data.min())}, {int(data.max())}]")
+    return Tensor(backend.one_hot(data, num_classes, d))
 
 
 def _axis_or_dim(op: str, axis: int, dim: int | None) -> int:

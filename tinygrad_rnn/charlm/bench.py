@@ -3,10 +3,16 @@
 The step is the trainer's: one-hot characters (V = 65 symbols, random ids from a seeded
 generator) -> recurrent layers -> Linear(H, 65) -> cross-entropy -> backward -> gradient
 clipping and an Adam step, with the hidden state carried over, detached, as in truncated
-BPTT. Times are medians of wall-clock ``perf_counter`` readings over the timed steps; the
-warm-up steps before them are left out (the first steps allocate Adam's moments and warm
-the allocator and BLAS). Peak memory is measured on one extra step with ``tracemalloc``
-(which sees NumPy's allocations, and slows the step, so never during the timed ones).
+BPTT; by default the forward and backward are captured and replayed (``tinygrad_rnn.replay``),
+as the trainer runs them. Times are medians of wall-clock ``perf_counter`` readings over the
+timed steps; the warm-up steps before them are left out (the first steps allocate Adam's
+moments, warm the allocator and BLAS, and capture the step: at least ``CAPTURE_CALLS`` of
+them with replay). Peak memory is measured on one extra step with ``tracemalloc`` (which sees
+NumPy's allocations, and slows the step, so never during the timed ones); with replay it
+includes the program's buffers, which stay allocated between steps.
+
+:func:`gemm_floor` times every matrix product of one step alone: what the step would cost if
+everything else were free.
 
 >>> r = bench(BenchConfig(hidden=8, batch=2, seq_len=3, steps=2, warmup=1))
 >>> r.chars_per_sec > 0 and r.ops_per_step > 0
@@ -15,6 +21,8 @@ True
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import statistics
 import time
 import tracemalloc
@@ -22,11 +30,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .. import autograd, backend
+from .. import autograd, backend, replay
 from ..backend import Generator
 from ..optim import Adam
 from .model import KINDS, CharRNN
-from .trainer import TrainConfig, update
+from .trainer import TrainConfig, forward_backward, update
 
 VOCAB = 65  # the alphabet size of the classic char-rnn corpora (tiny-shakespeare)
 PRESETS: dict[str, dict[str, int]] = {
@@ -35,6 +43,7 @@ PRESETS: dict[str, dict[str, int]] = {
     "L": {"hidden": 512, "layers": 2, "batch": 64, "seq_len": 100},
 }
 LR, GRAD_CLIP = TrainConfig.lr, TrainConfig.grad_clip  # the trainer's defaults
+CAPTURE_CALLS = 4  # with replay: a first call from no state, two recorded calls, one checked replay
 
 
 @dataclass
@@ -53,6 +62,7 @@ class BenchConfig:
     warmup: int = 2
     seed: int = 0
     fused: bool = False  # LSTM: the fused cell op instead of the composed cell
+    replay: bool = True  # capture the forward and backward and replay them, as the trainer does
 
     @classmethod
     def preset(cls, preset: str, /, **overrides: Any) -> BenchConfig:
@@ -97,13 +107,15 @@ class BenchResult:
     losses: list[float]
     peak_mb: float | None
     bytes_per_time_step: float | None
+    replayed: int = 0  # timed steps that were replays of the captured step
 
 
 class TrainStep:
     """The model, optimizer and carried state; ``step(x, y)`` runs one step and returns its loss.
 
-    After a call, ``times`` holds (forward, backward, optimizer) seconds and ``ops`` the
-    number of nodes the forward recorded on the tape (the backward runs one rule per node).
+    After a call, ``times`` holds (forward, backward, optimizer) seconds, ``ops`` the number of
+    nodes the forward recorded on the tape (the replayed program's count when it replayed) and
+    ``replayed`` whether the step was a replay.
     """
 
     def __init__(self, cfg: BenchConfig) -> None:
@@ -117,22 +129,39 @@ class TrainStep:
         self.state: Any = None
         self.times = (0.0, 0.0, 0.0)
         self.ops = 0
+        self.replayed = False
+        self._phase: Any = None
+        self.forward_backward: replay.Captured | None = None
+        if cfg.replay:
+            fb = functools.partial(forward_backward, self.model, phase=self._forward_done)
+            self.forward_backward = replay.capture(fb)
+            self.forward_backward.on_backward = self._forward_done  # the same mark when replayed
+
+    def _forward_done(self, name: str = "forward") -> None:
+        if self._phase is not None:
+            self._phase("forward")
 
     def __call__(self, x: Any, y: Any) -> float:
         """The trainer's step (:func:`~tinygrad_rnn.charlm.trainer.update`), with a timer after each phase."""
-        clock, marks = time.perf_counter, []
+        clock, marks = time.perf_counter, {}
 
         def phase(name: str) -> None:
-            if name == "forward":
-                self.ops = next(autograd._sequence) - first - 1
             backend.synchronize(self.cfg.device)
-            marks.append(clock())
+            marks[name] = clock()
 
+        captured = self.forward_backward
+        replays = captured.calls["replayed"] if captured is not None else 0
+        self._phase = phase
         t0 = clock()
         first = next(autograd._sequence)  # the tape's clock: its numbers stamp the recorded nodes
-        loss, self.state = update(self.model, self.params, self.optimizer, x, y, self.state, GRAD_CLIP, phase)
-        t1, t2, t3 = marks
+        loss, _, self.state = update(self.model, self.params, self.optimizer, x, y, self.state, GRAD_CLIP, phase,
+                                     fb=captured)
+        self._phase = None
+        t1 = marks.get("forward", marks["backward"])
+        t2, t3 = marks["backward"], marks["optimizer"]
         self.times = (t1 - t0, t2 - t1, t3 - t2)
+        self.replayed = captured is not None and captured.calls["replayed"] > replays
+        self.ops = captured.programs[-1].ops if self.replayed else next(autograd._sequence) - first - 1
         return loss.item()
 
 
@@ -155,27 +184,32 @@ def peak_step_bytes(step: TrainStep, x: Any, y: Any) -> int:
     peak = tracemalloc.get_traced_memory()[1]
     if not was_tracing:
         tracemalloc.stop()
-    return peak - base
+    kept = 0  # a replayed step's buffers were allocated before: they count as the step's memory
+    if step.replayed:
+        kept = sum(p.nbytes for p in step.forward_backward.programs)
+    return peak - base + kept
 
 
 def bench(cfg: BenchConfig) -> BenchResult:
     """Run ``cfg.warmup`` untimed then ``cfg.steps`` timed training steps; return the medians."""
     cfg.validate()
     step, data = TrainStep(cfg), synthetic_batches(cfg)
-    for _ in range(cfg.warmup):
+    for _ in range(max(cfg.warmup, CAPTURE_CALLS if cfg.replay else 0)):
         step(*next(data))
     times: list[tuple[float, float, float]] = []
-    ops, losses = [], []
+    ops, losses, replayed = [], [], 0
     for _ in range(cfg.steps):
         x, y = next(data)  # drawn outside the timed region
         losses.append(step(x, y))
         times.append(step.times)
         ops.append(step.ops)
+        replayed += step.replayed
     peak = peak_step_bytes(step, *next(data)) if cfg.device == "cpu" else None
     total = statistics.median(sum(t) for t in times)  # the median step, not the sum of the phase medians
     fwd, bwd, opt = (statistics.median(t[k] for t in times) for k in range(3))
     return BenchResult(cfg, cfg.batch * cfg.seq_len / total, total, fwd, bwd, opt, statistics.median_low(ops), ops,
-                       losses, None if peak is None else peak / 1e6, None if peak is None else peak / cfg.seq_len)
+                       losses, None if peak is None else peak / 1e6, None if peak is None else peak / cfg.seq_len,
+                       replayed)
 
 
 # ---------------------------------------------------------------- a table for the command line
@@ -196,3 +230,56 @@ def format_row(r: BenchResult) -> str:
     return (f"{c.name:<7}{model:<8}{c.hidden:>5}{c.layers:>3}{c.batch:>5}{c.seq_len:>5}{r.chars_per_sec:>10,.0f}"
             f"{r.step_s * 1e3:>10.1f}{r.forward_s * 1e3:>9.1f}{r.backward_s * 1e3:>9.1f}{r.optimizer_s * 1e3:>8.1f}"
             f"{r.ops_per_step:>10}" + mem)
+
+
+# ---------------------------------------------------------------- the GEMM floor
+
+@dataclass
+class Floor:
+    """Every matrix product of one training step, each timed alone: the step's cost if the rest were free."""
+
+    config: BenchConfig
+    seconds: float  # the products of one step, summed
+    chars_per_sec: float
+    gemms: list  # per distinct product: {"label", "a", "b", "out" (shape, strides), "dtype", "count", "seconds"}
+
+
+def step_gemms(cfg: BenchConfig) -> list[dict]:
+    """The matrix products of one training step of ``cfg``, as the engine runs them: shapes, strides
+    (transposes, memory layouts) and dtype, read from the step's captured program (which replays
+    the engine's own recorded work, checked equal to it to the bit). Derived on the CPU."""
+    cpu = dataclasses.replace(cfg, device="cpu", replay=True, fused=False)
+    step, data = TrainStep(cpu), synthetic_batches(cpu)
+    for _ in range(CAPTURE_CALLS + 1):
+        step(*next(data))
+    if not step.replayed:
+        reasons = "; ".join(step.forward_backward.reasons) or "no program"
+        raise RuntimeError(f"gemm floor: the step of config {cfg.name} could not be captured ({reasons})")
+    return step.forward_backward.programs[-1].gemms()
+
+
+def gemm_floor(cfg: BenchConfig, repeats: int = 15) -> Floor:
+    """Time each distinct product of :func:`step_gemms` alone on ``cfg.device`` (arrays with the same
+    strides, median of ``repeats`` calls after warm-up) and sum them over the step."""
+    groups: dict[tuple, dict] = {}
+    for g in step_gemms(cfg):
+        key = (g["a"], g["b"], g["out"], g["dtype"])
+        groups.setdefault(key, {**g, "count": 0})["count"] += 1
+    gen = Generator(cfg.seed, cfg.device)
+    total = 0.0
+    for g in groups.values():
+        a, b, out = (backend.strided_random(shape, strides, g["dtype"], gen) for shape, strides in
+                     (g["a"], g["b"], g["out"]))
+        xp = backend.get_xp(a)
+        for _ in range(3):
+            xp.matmul(a, b, out=out)
+        times = []
+        for _ in range(repeats):
+            backend.synchronize(cfg.device)
+            t0 = time.perf_counter()
+            xp.matmul(a, b, out=out)
+            backend.synchronize(cfg.device)
+            times.append(time.perf_counter() - t0)
+        g["seconds"] = statistics.median(times)
+        total += g["seconds"] * g["count"]
+    return Floor(cfg, total, cfg.batch * cfg.seq_len / total, list(groups.values()))

@@ -16,6 +16,7 @@ faulty weights is written.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -25,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from .. import backend
+from .. import backend, replay
 from ..autograd import no_grad
 from ..backend import Generator
 from ..errors import TinygradRNNError
@@ -77,6 +78,7 @@ class TrainConfig:
     max_loss: float | None = None
     encoding_errors: str = "strict"
     threads: str | int = "auto"  # BLAS threads: "auto", "blas" or a count (tinygrad_rnn.threads)
+    replay: bool = True  # capture the training step and replay it (tinygrad_rnn.replay); same results, faster
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):  # NaN passes every comparison below, inf most of them
@@ -122,6 +124,7 @@ class Run:
     batches: Batches
     init_gen: Generator
     sample_gen: Generator
+    forward_backward: Any = None  # the captured forward and backward (replay), or None: the plain path
     step: int = 0
     elapsed: float = 0.0
     best_val: float = math.inf
@@ -147,26 +150,43 @@ def build(cfg: TrainConfig, text: str, vocab: Vocab | None = None) -> tuple[Run,
     optimizer = Adam(model.parameters(), lr=cfg.lr)
     scheduler = ExponentialLR(optimizer, gamma=cfg.lr_decay)
     run = Run(cfg, vocab, model, optimizer, scheduler, Batches(data, cfg.seq_len), init_gen, Generator(cfg.seed + 1))
+    if cfg.replay:
+        run.forward_backward = capture_step(model)
     return run, val
 
 
-def step_on_chunk(model: CharRNN, params: list[Tensor], optimizer: Adam, x: Any, y: Any, state: Any,
-                  grad_clip: float, backward: Callable[[Tensor, Any], Any],
-                  phase: Callable[[str], None] | None = None) -> tuple[Tensor, Any, Any]:
-    """One training step on ids ``x`` (T, B) from ``state``: cross-entropy against the next ids ``y``,
-    ``backward(loss, new_state)`` (which returns the state to carry), global-norm clipping of
-    ``params``' gradients, an optimizer step. Returns (loss, the gradient norm before clipping, as
-    ``clip_grad_norm_`` gives it, the carried state). Nothing here reads a value back to the host.
-
-    ``phase(name)``, if given, is called after the forward (``"forward"``), the backward and the
-    optimizer step: the benchmark's timers.
-    """
+def forward_backward(model: CharRNN, x: Any, y: Any, state: Any,
+                     phase: Callable[[str], None] | None = None) -> tuple[Tensor, Any]:
+    """Forward ids ``x`` (T, B) from ``state``, cross-entropy against the next ids ``y``, backward.
+    Returns the loss and the new state, detached (truncated BPTT: the next chunk starts from its values,
+    its gradient stops there). This is the part of a step that ``tinygrad_rnn.replay`` captures, so it
+    does nothing but array work; ``phase("forward")``, if given, marks the end of the forward."""
     logits, state = model(Tensor(x), state)
     loss = F.cross_entropy(logits.reshape(-1, model.vocab_size), Tensor(y.reshape(-1)))
     if phase:
         phase("forward")
+    loss.backward()
+    return loss, detach_state(state)
+
+
+def capture_step(model: CharRNN) -> Callable[[Any, Any, Any], tuple[Tensor, Any]]:
+    """:func:`forward_backward` for ``model``, captured for replay (``tinygrad_rnn.replay``)."""
+    return replay.capture(functools.partial(forward_backward, model))
+
+
+def update(model: CharRNN, params: list[Tensor], optimizer: Adam, x: Any, y: Any, state: Any, grad_clip: float,
+           phase: Callable[[str], None] | None = None, fb: Callable[..., Any] | None = None
+           ) -> tuple[Tensor, Any, Any]:
+    """The core of a training step (shared with ``tinygrad-rnn bench``): :func:`forward_backward`
+    (or ``fb(x, y, state)``, its captured form), global-norm clipping of ``params``' gradients, an
+    optimizer step. Returns (loss, the gradient norm before clipping as ``clip_grad_norm_`` gives it,
+    the new state, detached). Nothing here reads a value back to the host.
+
+    ``phase(name)``, if given, is called after the forward (``"forward"``, by the plain path), the
+    backward and the optimizer step: the benchmark's timers.
+    """
     optimizer.zero_grad()
-    state = backward(loss, state)
+    loss, state = forward_backward(model, x, y, state, phase) if fb is None else fb(x, y, state)
     if phase:
         phase("backward")
     norm = clip_grad_norm_(params, grad_clip)
@@ -176,26 +196,14 @@ def step_on_chunk(model: CharRNN, params: list[Tensor], optimizer: Adam, x: Any,
     return loss, norm, state
 
 
-def update(model: CharRNN, params: list[Tensor], optimizer: Adam, x: Any, y: Any, state: Any, grad_clip: float,
-           phase: Callable[[str], None] | None = None) -> tuple[Tensor, Any]:
-    """:func:`step_on_chunk` with the state carried by detaching it (``tinygrad-rnn bench``'s step).
-    Returns the loss and the new state."""
-    loss, _, state = step_on_chunk(model, params, optimizer, x, y, state, grad_clip, _backward_and_detach, phase)
-    return loss, state
-
-
-def _backward_and_detach(loss: Tensor, state: Any) -> Any:
-    loss.backward()
-    return detach_state(state)  # the next step starts from here, but its gradient stops here
-
-
 def train_step(run: Run) -> tuple[float, float]:
     """One step of truncated BPTT; returns (mean training loss in nats/char, gradient norm before clipping)."""
     x, y, state, new_epoch = run.batches.next()
     if new_epoch:  # the streams started over (and the state with them): decay the learning rate
         run.scheduler.step()
-    loss, norm, _ = step_on_chunk(run.model, list(run.model.parameters()), run.optimizer, x, y, state,
-                                  run.cfg.grad_clip, run.batches.chunks.backward)
+    loss, norm, state = update(run.model, list(run.model.parameters()), run.optimizer, x, y, state,
+                               run.cfg.grad_clip, fb=run.forward_backward)
+    run.batches.chunks.carry(state)  # already detached (the captured step must stay pure array work)
     run.step += 1
     # The step's only reads back to the host: one conversion each (the norm may be a float, a 0-d array or
     # a 0-d Tensor, depending on clip_grad_norm_).
