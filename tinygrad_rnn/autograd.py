@@ -367,26 +367,42 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
 
 
 def _accumulate_leaf(leaf: Tensor, g: Any, create_graph: bool, handed: set[int]) -> None:
-    """``leaf.grad += g``, in place once the leaf owns a gradient array.
+    """``leaf.grad += g``, binding a new array: never written in place.
+
+    The old ``.grad`` array may have been saved by a graph (``x.grad`` used in a computation
+    after ``create_graph``), which must keep the values it was built from; so accumulation binds
+    ``old + g`` (the same one pass over memory as ``old += g``). A plain ``.grad`` keeps its Tensor
+    (a reference to it follows); one with a graph is replaced by a plain Tensor, as in PyTorch.
 
     A new ``.grad`` takes ``g`` itself only when no one else can see it: a view (a reshape,
     a broadcast) or an array already handed to another leaf (``a + b`` gives both the same
-    array) is copied first, so that in-place updates (accumulation, ``clip_grad_norm_``)
-    never reach another tensor.
+    array) is copied first, so that a write into one ``.grad`` never reaches another tensor.
     """
     if create_graph:
         g = g if isinstance(g, Tensor) else Tensor(g)
         # A recorded copy: g may be shared with another leaf or a read-only broadcast view.
         leaf.grad = g.clone() if leaf.grad is None else leaf.grad + g
     elif leaf.grad is None:
-        if id(g) in handed or not backend.owns_data(g):
-            g = backend.owned_copy(g)
-        handed.add(id(g))
-        grad = Tensor.__new__(Tensor)  # a plain leaf around an array the engine owns
-        grad.data, grad.grad, grad.node, grad.requires_grad = g, None, None, False
-        leaf.grad = grad
+        leaf.grad = _plain(_owned(g, handed))
+    elif leaf.grad.node is None:
+        leaf.grad.data = leaf.grad.data + g
     else:
-        leaf.grad.data += g
+        leaf.grad = _plain(leaf.grad.data + g)
+
+
+def _owned(g: Any, handed: set[int]) -> Any:
+    """``g``, or a copy of it if someone else can see it (a view, or an array already handed out)."""
+    if id(g) in handed or not backend.owns_data(g):
+        g = backend.owned_copy(g)
+    handed.add(id(g))
+    return g
+
+
+def _plain(data: Any) -> Tensor:
+    """A plain leaf around an array the engine owns (no checks, no conversion)."""
+    t = Tensor.__new__(Tensor)
+    t.data, t.grad, t.node, t.requires_grad = data, None, None, False
+    return t
 
 
 # ---------------------------------------------------------------- public entry points
@@ -466,6 +482,7 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
     grads = _root_grads(outs, _as_list(grad_outputs), create_graph)
     retain = create_graph if retain_graph is None else retain_graph
     found = run_backward(outs, grads, retain, create_graph, targets=ins)
+    handed = {id(g.data if isinstance(g, Tensor) else g) for g in grads}  # the caller's arrays
     result: list[Tensor | None] = []
     for t in ins:
         g = found.get(id(t)) if found is not None else None
@@ -475,8 +492,19 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
                                     "pass allow_unused=True to get None for it")
             result.append(None)
         else:
-            result.append(g if isinstance(g, Tensor) else Tensor(g))
+            result.append(_own_result(g, handed))
     return tuple(result)
+
+
+def _own_result(g: Any, handed: set[int]) -> Tensor:
+    """A result of ``grad()`` that owns its memory, as ``.grad`` does: ``a + b`` hands both inputs
+    one array (maybe the caller's ``grad_outputs``); each result gets its own copy of a shared one."""
+    if not isinstance(g, Tensor):
+        return _plain(_owned(g, handed))
+    if id(g.data) in handed or not backend.owns_data(g.data):  # create_graph: a recorded copy
+        g = g.clone()
+    handed.add(id(g.data))
+    return g
 
 
 from .tensor import Tensor  # noqa: E402  (tensor.py imports this module; bound last to break the cycle)

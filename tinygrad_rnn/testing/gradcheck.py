@@ -36,29 +36,35 @@ def _scalar(fn: Callable[..., Tensor], inputs: Sequence[Tensor], v: Any) -> floa
 def numerical_grad(fn: Callable[..., Tensor], inputs: Sequence[Tensor], k: int, v: Any, eps: float,
                    directions: Sequence[Any] | None = None) -> np.ndarray:
     """Central differences of ``<fn(*inputs), v>`` w.r.t. ``inputs[k]``: one per element, or one per
-    direction when ``directions`` is given. The input's array is perturbed in place and restored."""
+    direction when ``directions`` is given.
+
+    Each perturbed point is a new array bound to the input (the library's rule: an array a tensor
+    holds is never written, so neither the caller's array nor one a graph saved changes); the
+    input's own array is bound back at the end.
+    """
     x = inputs[k]
-    flat = x.data.reshape(-1)  # a view: perturbing it perturbs the input
-    orig = flat.copy()
-    if directions is None:
-        out = np.empty(flat.size)
-        for i in range(flat.size):
-            flat[i] = orig[i] + eps
-            hi = _scalar(fn, inputs, v)
-            flat[i] = orig[i] - eps
-            lo = _scalar(fn, inputs, v)
-            flat[i] = orig[i]
-            out[i] = (hi - lo) / (2 * eps)
-        return out.reshape(x.shape)
-    out = np.empty(len(directions))
-    for j, u in enumerate(directions):
-        flat[...] = orig + eps * u
-        hi = _scalar(fn, inputs, v)
-        flat[...] = orig - eps * u
-        lo = _scalar(fn, inputs, v)
-        out[j] = (hi - lo) / (2 * eps)
-    flat[...] = orig
-    return out
+    original = x.data
+    orig = np.array(original, dtype=original.dtype).reshape(-1)  # a flat copy (of any view)
+
+    def at(flat: np.ndarray) -> float:
+        x.data = flat.reshape(x.shape)
+        return _scalar(fn, inputs, v)
+
+    try:
+        if directions is None:
+            out = np.empty(orig.size)
+            for i in range(orig.size):
+                hi, lo = orig.copy(), orig.copy()
+                hi[i] += eps
+                lo[i] -= eps
+                out[i] = (at(hi) - at(lo)) / (2 * eps)
+            return out.reshape(x.shape)
+        out = np.empty(len(directions))
+        for j, u in enumerate(directions):
+            out[j] = (at(orig + eps * u) - at(orig - eps * u)) / (2 * eps)
+        return out
+    finally:
+        x.data = original
 
 
 def gradcheck(fn: Callable[..., Tensor], inputs: Sequence[Tensor], *, eps: float = 1e-6, atol: float = 1e-6,
