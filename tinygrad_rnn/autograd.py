@@ -58,7 +58,7 @@ class Function:
     input's shape. Any other op must return gradients of its inputs' exact shapes.
     """
 
-    __slots__ = ("parents", "saved", "seq", "out_shape", "out_dtype", "ids", "__dict__")
+    __slots__ = ("parents", "saved", "seq", "out_shape", "out_dtype", "ids", "note", "__dict__")
     broadcasting: ClassVar[bool] = False
 
     def save_for_backward(self, *arrays: Any) -> None:
@@ -227,18 +227,68 @@ def _collect(roots: Sequence[Function]) -> list[Function]:
             continue
         seen.add(node)
         if node.saved is None:
-            raise BackwardError(
-                f"backward through {node.name} (#{node.seq}) a second time: its saved arrays were "
-                "released after the first backward. Pass retain_graph=True to the first backward "
-                "if you need to go through the graph twice, or detach() what you keep across steps "
-                "(for example the hidden state between truncated-BPTT chunks)."
-            )
+            raise _freed_error(roots, node)
         nodes.append(node)
         for p in node.parents:
             if isinstance(p, Function):
                 stack.append(p)
     nodes.sort(key=_seq, reverse=True)
     return nodes
+
+
+def _freed_error(roots: Sequence[Function], freed: Function) -> BackwardError:
+    """The error for a backward that reached a node an earlier backward released.
+
+    Either the same graph is walked twice (the root itself was released), or a value computed
+    before that backward was used after it without ``detach()``: in truncated BPTT, the carried
+    state. The recurrent layers label the node of a state they receive (``note``): the note found
+    nearest the released node on the way from the root names that state.
+    """
+    head = (f"backward through {freed.name} (#{freed.seq}) a second time: its saved arrays were released "
+            "by an earlier backward.")
+    if freed in roots:
+        return BackwardError(f"{head} Pass retain_graph=True to the first backward if you need to go through "
+                             "the graph twice, or detach() what you keep across steps (for example the hidden "
+                             "state between truncated-BPTT chunks).")
+    note = _note_towards(roots, freed)
+    if note is None:
+        return BackwardError(
+            f"{head} This graph reaches it through a tensor computed before that backward and used after "
+            "it (a value kept from an earlier step?): detach() it before using it again, or pass "
+            "retain_graph=True to the earlier backward if you mean to backpropagate through that graph twice.")
+    return BackwardError(
+        f"{head} This graph reaches it through {note}, which still carries the graph of an earlier chunk: "
+        "detach it between chunks: state = tuple(s.detach() for s in state) (h = h.detach() for one tensor), "
+        "or use tinygrad_rnn.nn.tbptt, which carries and detaches the state for you. (retain_graph=True on "
+        "the earlier backward would instead backpropagate through every earlier chunk again.)")
+
+
+def _note_towards(roots: Sequence[Function], target: Function) -> str | None:
+    """The note of ``target``, or of the nearest labelled node on a path from the roots to it."""
+    seen: set[Function] = set()
+    stack: list[tuple[Function, str | None]] = [(r, None) for r in roots]
+    while stack:
+        node, note = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        note = getattr(node, "note", None) or note
+        if node is target:
+            return note
+        if node.saved is not None:  # do not wander through released graphs
+            stack.extend((p, note) for p in node.parents if isinstance(p, Function))
+    return None
+
+
+def note_state(state: Any, note: str) -> None:
+    """Label the node of each Tensor in ``state`` (a Tensor or a sequence of them; leaves and
+    detached tensors have no node) with ``note``, a short description (e.g. "the initial state
+    (h0, c0) passed to LSTM(65, 256)") that a backward finding the node released puts in its error.
+    """
+    for t in (state if isinstance(state, (tuple, list)) else (state,)):
+        node = getattr(t, "node", None)
+        if node is not None:
+            node.note = note
 
 
 def _seq(node: Function) -> int:
@@ -256,12 +306,38 @@ def _saved_as_tensors(node: Function) -> tuple:
         key = id(s)
         parent: Any = node if key == ids[-1] else node.parents[ids.index(key)] if key in ids else None
         if isinstance(parent, Function):  # a second handle on that node's output: same array, same node
-            t = Tensor.__new__(Tensor)
-            t.data, t.grad, t.node, t.requires_grad = s, None, parent, True
-            out.append(t)
-        else:
-            out.append(parent if parent is not None else s)  # a leaf Tensor, or a constant
+            out.append(_handle(s, parent))
+        elif parent is None:  # a constant (a mask, an index, an input that needs no gradient)
+            out.append(s)
+        elif parent.data is s:  # the leaf itself, still holding the array the graph saved
+            out.append(parent)
+        else:  # the leaf was rebound since (an optimizer step, x -= 1): keep the recorded values
+            out.append(_handle(s, _LeafAlias.record(parent, s)))
     return tuple(out)
+
+
+def _handle(data: Any, node: Function) -> Tensor:
+    """A Tensor holding ``data``, recorded as the output of ``node``."""
+    t = Tensor.__new__(Tensor)
+    t.data, t.grad, t.node, t.requires_grad = data, None, node, True
+    return t
+
+
+class _LeafAlias(Function):
+    """Identity from a leaf, for create_graph: stands for the leaf's values as a graph recorded
+    them, after the leaf was bound to a new array. Its gradient flows to the leaf unchanged."""
+
+    @staticmethod
+    def record(leaf: Tensor, recorded: Any) -> Function:
+        node = _LeafAlias.__new__(_LeafAlias)
+        node.saved, node.parents, node.seq = (), [leaf], next(_sequence)
+        node.out_shape, node.out_dtype = recorded.shape, recorded.dtype
+        return node
+
+    @staticmethod
+    def backward(ctx: Function, grad: Any) -> Any:
+        # y = x (the leaf's earlier values); dy/dx = 1
+        return grad
 
 
 def _run_rule(node: Function, g: Any) -> tuple:
