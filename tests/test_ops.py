@@ -157,6 +157,22 @@ class _SinOnRawArrays(Function):
         return grad * np.cos(raw)
 
 
+class _MulSquareDetachedY(Function):
+    """z = x * y**2 whose y-gradient is right but detached under create_graph: second derivatives
+    through it (d2z/dy2 = 2x, d2z/dxdy = 2y) are lost, although first order is right."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        return x * y * y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y = ctx.saved
+        gy = grad * 2 * x * y
+        return grad * y * y, (gy.detach() if isinstance(gy, Tensor) else gy)  # wrong: drops gy's graph
+
+
 def test_gradcheck_rejects_a_wrong_first_derivative() -> None:
     x = leaf([[-0.7, 0.2, 1.3], [0.4, -1.1, 0.9]])
     assert gradcheck(lambda t: t.tanh(), [x])
@@ -169,6 +185,18 @@ def test_gradgradcheck_rejects_a_backward_that_is_not_differentiable() -> None:
     assert gradcheck(lambda t: _SinOnRawArrays.apply(t), [x])  # first order is right
     with pytest.raises(GradcheckError):
         gradgradcheck(lambda t: _SinOnRawArrays.apply(t), [x])
+
+
+def test_gradgradcheck_rejects_a_rule_that_detaches_one_inputs_gradient() -> None:
+    # issue 11: the detached term was dropped from the function being differentiated, so the
+    # finite differences never saw it either and the check passed
+    x, y = leaf([0.5, -1.2, 0.8]), leaf([1.1, 0.3, -0.7])
+    assert gradcheck(lambda a, b: _MulSquareDetachedY.apply(a, b), [x, y])  # first order is right
+    assert gradgradcheck(lambda a, b: a * b * b, [x, y])  # the correct op passes
+    with pytest.raises(GradcheckError):
+        gradgradcheck(lambda a, b: _MulSquareDetachedY.apply(a, b), [x, y])
+    with pytest.raises(GradcheckError):  # also when y is the only input checked
+        gradgradcheck(lambda b: _MulSquareDetachedY.apply(tg.tensor([0.5, -1.2, 0.8], dtype="float64"), b), [y])
 
 
 # ---------------------------------------------------------------- explicit examples

@@ -126,7 +126,19 @@ def gradcheck(fn: Callable[..., Tensor], inputs: Sequence[Tensor], *, eps: float
 
 
 def gradgradcheck(fn: Callable[..., Tensor], inputs: Sequence[Tensor], *, seed: int = 0, **kwargs: Any) -> bool:
-    """Check second derivatives: gradcheck of ``x -> <grad <fn(x), v>, w>`` built with create_graph."""
+    """Check second derivatives: gradcheck of ``x -> <grad <fn(x), v>, w>`` built with create_graph.
+
+    The function checked is the full first-order gradient contracted with random ``w``: every
+    input's term counts in its VALUE (what the finite differences see), whether or not the engine
+    recorded a graph for it. A term whose gradient came back without a graph (a rule that computed
+    it on raw arrays, or detached it) therefore counts as zero in the analytic second derivative,
+    and the check fails unless that derivative really is zero.
+
+    Args:
+        fn, inputs: as for :func:`gradcheck` (float64 CPU tensors).
+        seed: seeds ``v``, ``w`` and gradcheck's own draws.
+        kwargs: passed on to :func:`gradcheck` (eps, atol, rtol, ...).
+    """
     rng = np.random.default_rng(seed + 1)
     with no_grad():
         out_shape = fn(*inputs).shape
@@ -138,14 +150,12 @@ def gradgradcheck(fn: Callable[..., Tensor], inputs: Sequence[Tensor], *, seed: 
         out = fn(*xs)
         targets = [x for x in xs if x.requires_grad]
         gs = grad(out, targets, grad_outputs=v, create_graph=True, allow_unused=True)
-        total = None
-        for g, w in zip(gs, ws):
-            if g is not None and g.requires_grad:
-                term = (g * w).sum()
-                total = term if total is None else total + term
-        if total is None:  # no second-order graph: claims d2 = 0, which finite differences must confirm
-            return Tensor(np.array(sum(float((g.numpy() * w.numpy()).sum()) for g, w in zip(gs, ws)
-                                       if g is not None)))
+        # Every term, recorded or not: an unrecorded one is a constant here, so its change under
+        # the finite differences shows up against an analytic derivative of zero.
+        terms = [(g * w).sum() for g, w in zip(gs, ws) if g is not None]
+        total = Tensor(np.zeros(())) if not terms else terms[0]
+        for term in terms[1:]:
+            total = total + term
         return total
 
     return gradcheck(first_order, inputs, seed=seed, _constant_ok=True, **kwargs)
