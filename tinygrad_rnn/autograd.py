@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import linecache
+import re
+import traceback
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -346,9 +349,33 @@ def _run_rule(node: Function, g: Any) -> tuple:
     node.saved = _saved_as_tensors(node)
     try:
         grads = node.backward(node, g)
+    except TypeError as exc:
+        if "Tensor" not in str(exc):
+            raise
+        raise BackwardError(_array_function_advice(node, exc)) from exc  # np.exp(t), backend.exp(t), ...
     finally:
         node.saved = saved
-    return grads if isinstance(grads, tuple) else (grads,)
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    if any(getattr(getattr(ig, "dtype", None), "kind", "") == "O" for ig in grads):  # np.where(c, t, 0)
+        raise BackwardError(_array_function_advice(node, None))
+    return grads
+
+
+def _array_function_advice(node: Function, exc: Exception | None) -> str:
+    """Say that a rule called a NumPy/CuPy/backend function on the Tensors create_graph hands it,
+    and which function of ``tinygrad_rnn.ops.rules`` to call instead (found in the failing line)."""
+    from .ops import rules  # the ops import this module: looked up when needed
+
+    used = []
+    for frame, _ in traceback.walk_tb(exc.__traceback__) if exc is not None else ():
+        line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+        used += [name for name in re.findall(r"\b(\w+)\s*\(", line) if name in rules.__all__ and name not in used]
+    fix = (", ".join(f"tinygrad_rnn.ops.rules.{name}" for name in used) if used else
+           "the functions of tinygrad_rnn.ops.rules (" + ", ".join(rules.__all__) + ")")
+    what = f" ({exc})" if exc is not None else " (it returned an array of Python objects)"
+    return (f"{node.name}.backward called a NumPy, CuPy or backend function on a Tensor{what}. Under "
+            "create_graph=True (second derivatives, gradgradcheck) a backward rule gets Tensors, not arrays: "
+            f"use {fix} instead, which work on both (operators and .sum/.reshape/.transpose already do).")
 
 
 def _fit(node: Function, i: int, parent: Any, ig: Any) -> Any:
