@@ -541,9 +541,9 @@ def test_create_graph_gives_each_leaf_its_own_writable_grad():
     b = tg.tensor([3.0, 4.0], requires_grad=True)
     (a + b).sum().backward(create_graph=True)  # Add hands both inputs one (broadcast) gradient
     assert a.grad.data is not b.grad.data
-    tg.nn.utils.clip_grad_norm_([a, b], 0.1)  # scales each .grad in place
+    tg.nn.utils.clip_grad_norm_([a, b], 0.1)  # binds each .grad a scaled array
     np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy())
-    (a * 1.0).sum().backward()  # a later plain backward accumulates into it in place
+    (a * 1.0).sum().backward()  # a later plain backward accumulates into it
     np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy() + 1.0)
 
 

@@ -155,3 +155,33 @@ def test_no_library_module_writes_into_a_tensors_array_in_place():
             if m and not re.search(r"\.data\s*=(?!=)", code[m.start():m.start() + 8]):
                 offenders.append(f"{path.relative_to(PACKAGE)}:{n}: {line.strip()}")
     assert not offenders, "in-place writes into .data (bind a new array instead):\n" + "\n".join(offenders)
+
+
+# ---------------------------------------------------------------- clip_grad_norm_ stays on the device
+
+def test_clip_grad_norm_reads_no_number_back_from_the_arrays(monkeypatch):
+    # issue 12: float() once per parameter is a host-device synchronisation each on CuPy. Here any
+    # float()/bool test of an array (or of a Tensor) inside nn.utils fails the test.
+    def no_host_read(x=0.0):
+        if not isinstance(x, (int, float, str)):
+            raise AssertionError(f"clip_grad_norm_ read a {type(x).__name__} on the host")
+        return float(x)
+
+    monkeypatch.setattr(utils, "float", no_host_read, raising=False)
+    monkeypatch.setattr(tg.backend, "is_finite", lambda a: pytest.fail("is_finite is a host read"))
+    ps = [leaf([3.0, 4.0]), leaf([[12.0]]), leaf([0.0])]
+    for p in ps:
+        p.grad = tg.Tensor(p.data * 1.0)
+    total = utils.clip_grad_norm_(ps, 6.5)
+    assert isinstance(total, tg.Tensor) and total.shape == () and isinstance(total.data, np.ndarray)
+    monkeypatch.undo()
+    assert float(total) == 13.0
+    np.testing.assert_allclose(ps[0].grad.numpy(), np.array([3.0, 4.0]) * 6.5 / (13.0 + 1e-6))
+
+
+def test_clip_grad_norm_returns_the_norm_in_the_gradients_dtype():
+    p = tg.tensor([3.0, 4.0], requires_grad=True)  # float32
+    p.grad = tg.tensor([3.0, 4.0])
+    total = utils.clip_grad_norm_([p], 1.0)
+    assert total.dtype == np.float32 and p.grad.dtype == np.float32 and float(total) == 5.0
+    assert float(utils.clip_grad_norm_([], 1.0)) == 0.0
