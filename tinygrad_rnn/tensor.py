@@ -146,7 +146,7 @@ class Tensor:
     def astype(self, dtype: DTypeLike) -> Tensor:
         d = backend.to_dtype(dtype)
         if d == self.data.dtype:
-            return self
+            return self  # as PyTorch's .to(): the tensor itself
         if self.requires_grad and not backend.is_float(d):
             return Tensor(self.data.astype(d))  # integers carry no gradient
         return Cast.apply(self, dtype=d)
@@ -387,9 +387,7 @@ class Tensor:
     def reshape(self, *shape: Any) -> Tensor:
         """``reshape(2, 3)`` or ``reshape((2, 3))``; one entry may be -1."""
         shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        if shape == self.data.shape:
-            return self
-        return Reshape.apply(self, shape=shape)
+        return Reshape.apply(self, shape=shape)  # also to the same shape: a new tensor, never ``self``
 
     view = reshape
 
@@ -406,10 +404,10 @@ class Tensor:
 
     def transpose(self, *axes: Any) -> Tensor:
         """NumPy semantics: no axes reverses them; else a permutation (as args or a tuple)."""
-        axes = tuple(axes[0]) if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
-        if not axes:
+        if not axes:  # no arguments: reverse the axes (an explicit empty tuple is a permutation of none)
             axes = tuple(range(self.ndim))[::-1]
-        elif sorted(_axis(a, self.ndim) for a in axes) != list(range(self.ndim)):
+        axes = tuple(axes[0]) if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+        if sorted(_axis(a, self.ndim) for a in axes) != list(range(self.ndim)):
             raise ShapeError(f"transpose: axes {axes} are not a permutation of the {self.ndim} axes of {self.shape}")
         return Transpose.apply(self, axes=tuple(_axis(a, self.ndim) for a in axes))
 
@@ -422,13 +420,13 @@ class Tensor:
     def expand(self, *shape: Any) -> Tensor:
         """Broadcast to ``shape`` (NumPy rules; the gradient sums over the copies)."""
         shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        return self if shape == self.data.shape else Expand.apply(self, shape=shape)
+        return Expand.apply(self, shape=shape)
 
     broadcast_to = expand
 
     def sum_to(self, shape: tuple) -> Tensor:
         """Sum over broadcast axes down to ``shape`` (the adjoint of ``expand``)."""
-        return self if tuple(shape) == self.data.shape else SumTo.apply(self, shape=tuple(shape))
+        return SumTo.apply(self, shape=tuple(shape))
 
     def squeeze(self, axis: Axis = None) -> Tensor:
         axes = _axes(axis, self.ndim) or tuple(i for i, n in enumerate(self.shape) if n == 1)
