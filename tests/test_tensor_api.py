@@ -320,3 +320,29 @@ def test_unsqueeze_checks_its_axis_and_var_with_too_few_values_is_nan():
     with pytest.raises(tg.ShapeError, match="unsqueeze"):
         tg.tensor([1.0, 2.0]).unsqueeze(2)
     assert np.isnan(tg.tensor([1.0]).var(ddof=1).item())
+
+
+# ---------------------------------------------------------------- found by tests/test_fuzz.py
+
+@pytest.mark.parametrize("same_shape", [lambda t: t.reshape(t.shape), lambda t: t.expand(t.shape),
+                                        lambda t: t.sum_to(t.shape), lambda t: t.reshape(-1)],
+                         ids=["reshape", "expand", "sum_to", "reshape(-1)"])
+def test_a_shape_op_that_keeps_the_shape_gives_a_new_tensor(same_shape):
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    with tg.no_grad():
+        y = same_shape(x)
+    assert y is not x and not y.requires_grad  # nothing is recorded under no_grad (it was x itself)
+    z = same_shape(x)
+    assert z is not x and z.grad_fn is not None  # recorded: the gradient reaches x through it
+    with tg.no_grad():
+        z += 1.0  # an in-place update of the result no longer changes x
+    np.testing.assert_array_equal(x.numpy(), [1.0, 2.0])
+    (z * z).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [4.0, 6.0])
+
+
+def test_transpose_of_an_explicit_empty_permutation_is_refused_as_numpy_does():
+    with pytest.raises(tg.ShapeError, match="not a permutation"):
+        tg.tensor([1.0, 2.0]).transpose(())
+    assert tg.tensor(3.0).transpose(()).shape == ()
+    assert tg.tensor([[1.0, 2.0]]).transpose().shape == (2, 1)
