@@ -191,3 +191,121 @@ class RefTape:
                     gi = noise(np.asarray(gi, dtype=v.dtype))
                     grads[i] = grads[i] + gi if i in grads else gi
         return grads
+
+
+REDUCE = ("sum", "mean", "var", "max", "min", "logsumexp")
+SYM = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a / b}
+OPS = {**UNARY, **BINARY}
+F64 = np.dtype(np.float64)
+
+
+class Ref:
+    """Runs a program's instructions on float64 NumPy arrays, recording its own tape. ``eps`` > 0
+    perturbs every op's result by a relative ``eps`` (the tolerance runs)."""
+
+    def __init__(self, leaves: list[np.ndarray], rgs: list[bool], eps: float = 0.0, seed: int = 0,
+                 frozen: Ref | None = None, dtype: np.dtype = F64) -> None:
+        self.dtype = dtype  # float32: the same formulas computed in float32 (a tolerance run)
+        self.values = [np.array(v, dtype=dtype) for v in leaves]
+        self.rg, self.ids = list(rgs), list(range(len(leaves)))
+        self.tape, self.eps, self.rng = RefTape(), eps, np.random.default_rng(seed)
+        self.snapshots: list[np.ndarray] = []  # each instruction's result (an in-place op's: the target's)
+        self.befores: list[np.ndarray | None] = []  # an in-place op's target before it (None for ops)
+        # ``frozen``: a run at the unperturbed leaves whose results stand in for everything computed
+        # without recording (no_grad, detach, constants): to autodiff those are constants, so finite
+        # differences through the leaves must hold them fixed too.
+        self.frozen = frozen
+        self.kinked = False  # a recorded op met its kink (|x| at 0, a tie...): chain rule != limits
+
+    def noise(self, a: np.ndarray) -> np.ndarray:
+        if not self.eps:
+            return a
+        with np.errstate(all="ignore"):
+            return a * (1 + self.eps * self.rng.uniform(-1, 1, np.shape(a)))
+
+    def arg(self, ref: tuple) -> object:
+        kind, x = ref
+        return self.values[x] if kind == "slot" else x
+
+    def run(self, instr: tuple) -> None:
+        if instr[0] == "inplace":
+            _, sym, target, ref, _mode = instr
+            a = self.values[target]
+            with np.errstate(all="ignore"):
+                out = np.asarray(SYM[sym](a, self.arg(ref)), dtype=self.dtype)
+            if out.shape != a.shape:
+                raise ValueError("in-place result does not fit")
+            if self.frozen is not None:  # a no_grad update: its change is a constant
+                k = len(self.snapshots)
+                change = self.frozen.snapshots[k] - self.frozen.befores[k]
+                out = a + change if self.rg[target] else self.frozen.snapshots[k]
+            self.befores.append(a)
+            self.values[target] = self.noise(out)
+            self.snapshots.append(self.values[target])
+            return
+        _, name, refs, params, mode = instr
+        op, args = OPS[name], [self.arg(r) for r in refs]
+        if name == "getitem" and isinstance(params["index"], tg.Tensor):
+            params = {"index": params["index"].numpy()}
+        if name in REDUCE and np.ndim(args[0]) == 0 and params["axis"] in (0, -1):
+            params = {**params, "axis": ()}  # a 0-d tensor takes axis 0 or -1 and reduces nothing (PyTorch)
+        with np.errstate(all="ignore"):
+            out = self.noise(np.array(op.fwd(*args, **params), dtype=self.dtype))
+        rg = mode == "grad" and name != "detach" and any(k == "slot" and self.rg[x] for k, x in refs)
+        if self.frozen is not None and not rg:
+            out = self.frozen.snapshots[len(self.snapshots)]
+        if rg and _at_kink(name, args, params):
+            self.kinked = True
+        oid = len(self.ids)
+        if rg:
+            ins = [self.ids[x] if k == "slot" and self.rg[x] else None for k, x in refs]
+
+            def vjp(g, op=op, out=out, args=args, params=params):
+                with np.errstate(all="ignore"):
+                    gs = op.vjp(g, out, *args, **params)
+                    if op.broadcasting:
+                        gs = tuple(None if gi is None else sum_to(np.asarray(gi), np.shape(a))
+                                   for gi, a in zip(gs, args))
+                return gs
+
+            self.tape.record(oid, ins, vjp)
+        self.values.append(out)
+        self.rg.append(rg)
+        self.ids.append(oid)
+        self.snapshots.append(out)
+        self.befores.append(None)
+
+    def grads(self, root: int, v: np.ndarray) -> dict[int, np.ndarray]:
+        return self.tape.backward(self.ids[root], np.asarray(v, dtype=self.dtype), self.noise)
+
+
+def _at_kink(name: str, args: list, params: dict) -> bool:
+    """Is a recorded op evaluated exactly where it is not differentiable? There autodiff follows a
+    convention (relu'(0) = 0, ties split...), which finite differences of compositions need not
+    follow (|x|**2 has second derivative 2 at 0, the chain rule gives 0, as in PyTorch)."""
+    a = np.asarray(args[0])
+    b = np.asarray(args[1]) if len(args) > 1 else None
+    with np.errstate(all="ignore"):
+        if name in ("relu", "abs", "sqrt", "log", "pow_k"):
+            return bool((a == 0).any())
+        if name == "clip":
+            return any(bound is not None and bool((a == bound).any()) for bound in (params["lo"], params["hi"]))
+        if name in ("max", "min") and a.ndim:
+            m = (a.max if name == "max" else a.min)(axis=params["axis"], keepdims=True)
+            return bool(((a == m).sum(axis=params["axis"]) > 1).any())
+        if name in ("maximum", "minimum", "div", "pow"):
+            return bool((np.broadcast_to(a, np.broadcast_shapes(a.shape, b.shape)) == b).any()
+                        or (b == 0).any() or (a == 0).any())
+        if name == "where":
+            return bool((a == 0.5).any())
+    return False
+
+
+def replay(program: dict, leaves: list[np.ndarray] | None = None, eps: float = 0.0, seed: int = 0,
+           frozen: Ref | None = None, dtype: np.dtype = F64) -> Ref:
+    ref = Ref(program["leaves"] if leaves is None else leaves, program["rgs"], eps, seed, frozen, dtype)
+    for instr in program["instrs"]:
+        ref.run(instr)
+    return ref
+
+
