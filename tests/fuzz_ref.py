@@ -75,6 +75,14 @@ def _matmul_grads(g, out, a, b):
     return ga.reshape(a.shape), gb.reshape(b.shape)
 
 
+def _select_grads(g, out, first, tie):
+    """maximum/minimum: the gradient goes to the selected input, half to each at a tie; NaN where
+    the result is NaN (which input a NaN "selects" is undefined: the library and PyTorch differ)."""
+    w = first + 0.5 * tie
+    g = np.where(np.isnan(out), np.nan, g)
+    return g * w, g * (1 - w)
+
+
 def _getitem_grad(g, out, a, index):
     full = np.zeros(a.shape)
     np.add.at(full, index, g)
@@ -157,10 +165,8 @@ BINARY: dict[str, Op] = {
     "mul": Op(lambda a, b: a * b, lambda a, b: a * b, lambda g, o, a, b: (g * b, g * a), True),
     "div": Op(lambda a, b: a / b, lambda a, b: a / b, lambda g, o, a, b: (g / b, -g * a / (b * b)), True),
     "pow": Op(lambda a, b: a**b, lambda a, b: a**b, lambda g, o, a, b: _pow_grads(g, o, a, b), True),
-    "maximum": Op(tg.maximum, np.maximum,
-                  lambda g, o, a, b: (g * ((a > b) + 0.5 * (a == b)), g * ((a < b) + 0.5 * (a == b))), True),
-    "minimum": Op(tg.minimum, np.minimum,
-                  lambda g, o, a, b: (g * ((a < b) + 0.5 * (a == b)), g * ((a > b) + 0.5 * (a == b))), True),
+    "maximum": Op(tg.maximum, np.maximum, lambda g, o, a, b: _select_grads(g, o, a > b, a == b), True),
+    "minimum": Op(tg.minimum, np.minimum, lambda g, o, a, b: _select_grads(g, o, a < b, a == b), True),
     "where": Op(lambda a, b: tg.where(a > 0.5, a, b), lambda a, b: np.where(a > 0.5, a, b),
                 lambda g, o, a, b: (g * (a > 0.5), g * ~(a > 0.5)), True),
     "matmul": Op(lambda a, b: a @ b, lambda a, b: a @ b, _matmul_grads, True),
@@ -218,10 +224,14 @@ class Ref:
         self.kinked = False  # a recorded op met its kink (|x| at 0, a tie...): chain rule != limits
 
     def noise(self, a: np.ndarray) -> np.ndarray:
+        """``a`` perturbed by a relative ``eps``, each zero with a random sign (which sign a zero
+        gets is an accident of the formula: the log_softmax of one element is +0 or -0)."""
         if not self.eps:
             return a
+        shape = np.shape(a)
         with np.errstate(all="ignore"):
-            return a * (1 + self.eps * self.rng.uniform(-1, 1, np.shape(a)))
+            out = a * (1 + self.eps * self.rng.uniform(-1, 1, shape))
+            return np.where(out == 0, out * self.rng.choice([-1.0, 1.0], shape), out)
 
     def arg(self, ref: tuple) -> object:
         kind, x = ref

@@ -658,3 +658,16 @@ def test_in_place_sums_are_calibrated_without_a_tracer_in_the_way():
     assert out.returncode == 0, out.stderr
     traced, plain = out.stdout.split()
     assert traced == plain
+
+
+# ---------------------------------------------------------------- found by tests/test_fuzz.py
+
+def test_gradients_of_a_0d_tensor_used_densely_and_through_indexing_add_up():
+    # NumPy returns scalars for 0-d arithmetic: a sum of two was a scalar the engine then tried
+    # to add a sparse (indexing) gradient into in place ("does not support item assignment")
+    x = tg.tensor(2.0, requires_grad=True)
+    (x[...] + x * 2.0 + x * 3.0).backward()
+    assert x.grad.item() == 6.0 and x.grad.shape == ()
+    y = leaf(1.5)
+    (y[()] * y + y ** 2 + y[...]).backward()
+    assert y.grad.item() == 2 * 1.5 + 2 * 1.5 + 1
