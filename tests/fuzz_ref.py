@@ -61,9 +61,10 @@ def _lse(a, axis, keepdims):
 
 
 def _pow_grads(g, z, a, p):
-    """PyTorch's values: dz/da = 0 where p = 0 meets a = 0; dz/dp = 0 where a = 0 and p >= 0."""
+    """PyTorch's values: dz/da = 0 where p = 0 meets a = 0; dz/dp = g * 0 where a = 0 and p >= 0
+    (so NaN for an infinite g, as in PyTorch, which multiplies by g outside its ``where``)."""
     ga = np.where((p == 0) & (a == 0), 0.0, g * p * a ** np.where((p == 0) & (a == 0), 1.0, p - 1))
-    gp = np.where((a == 0) & (p >= 0), 0.0, g * z * np.log(np.where((a == 0) & (p >= 0), 1.0, a)))
+    gp = g * np.where((a == 0) & (p >= 0), 0.0, z * np.log(np.where((a == 0) & (p >= 0), 1.0, a)))
     return ga, gp
 
 
@@ -122,9 +123,8 @@ UNARY: dict[str, Op] = {
     "detach": Op(lambda a: a.detach(), lambda a: a.copy(), lambda g, o, a: (None,)),
     "pow_k": Op(lambda a, k: a**k, lambda a, k: a**k,
                 lambda g, o, a, k: (np.zeros_like(a) if k == 0 else g * k * a ** (k - 1),)),
-    "clip": Op(lambda a, lo, hi: a.clip(lo, hi), lambda a, lo, hi: np.clip(a, lo, hi),
-               lambda g, o, a, lo, hi: (g * ((a >= (-np.inf if lo is None else lo)) & (a <= (np.inf if hi is None
-                                                                                              else hi))),)),
+    "clip": Op(lambda a, lo, hi: a.clip(lo, hi), lambda a, lo, hi: np.clip(a, lo, hi), lambda g, o, a, lo, hi:
+               (g * ((True if lo is None else a >= lo) & (True if hi is None else a <= hi)),)),  # no bound: identity
     "sum": Op(lambda a, axis, keepdims: a.sum(axis, keepdims), lambda a, axis, keepdims: a.sum(axis, keepdims=keepdims),
               lambda g, o, a, axis, keepdims: (np.broadcast_to(_kept(g, a.shape, axis, keepdims), a.shape),)),
     "mean": Op(lambda a, axis, keepdims: a.mean(axis, keepdims),
@@ -200,6 +200,7 @@ class RefTape:
 
 
 REDUCE = ("sum", "mean", "var", "max", "min", "logsumexp")
+SUMMING = ("sum", "mean", "var", "logsumexp", "softmax", "log_softmax", "matmul")
 SYM = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a / b}
 OPS = {**UNARY, **BINARY}
 F64 = np.dtype(np.float64)
@@ -233,6 +234,18 @@ class Ref:
             out = a * (1 + self.eps * self.rng.uniform(-1, 1, shape))
             return np.where(out == 0, out * self.rng.choice([-1.0, 1.0], shape), out)
 
+    def noise_abs(self, out: np.ndarray, args: list) -> np.ndarray:
+        """For ops that sum (reductions, the softmax family, matmul): also an absolute error of eps
+        times the terms' size times their number, as rounding inside a sum of them leaves (the
+        logsumexp of a log_softmax is 0 up to that, and 1 / it anything large)."""
+        if not self.eps:
+            return out
+        with np.errstate(all="ignore"):
+            terms = [np.abs(np.asarray(a, dtype=np.float64)) for a in args if np.size(a)]
+            size = max((float(np.max(t, initial=0.0, where=np.isfinite(t))) for t in terms), default=0.0)
+            count = max(np.size(args[0]) // max(np.size(out), 1), args[0].shape[-1] if np.ndim(args[0]) else 1, 1)
+            return self.noise(out) + self.eps * size * count * self.rng.uniform(-1, 1, np.shape(out))
+
     def arg(self, ref: tuple) -> object:
         kind, x = ref
         return self.values[x] if kind == "slot" else x
@@ -260,7 +273,8 @@ class Ref:
         if name in REDUCE and np.ndim(args[0]) == 0 and params["axis"] in (0, -1):
             params = {**params, "axis": ()}  # a 0-d tensor takes axis 0 or -1 and reduces nothing (PyTorch)
         with np.errstate(all="ignore"):
-            out = self.noise(np.array(op.fwd(*args, **params), dtype=self.dtype))
+            out = np.array(op.fwd(*args, **params), dtype=self.dtype)
+            out = self.noise(out) if name not in SUMMING else self.noise_abs(out, args)
         rg = mode == "grad" and name != "detach" and any(k == "slot" and self.rg[x] for k, x in refs)
         if self.frozen is not None and not rg:
             out = self.frozen.snapshots[len(self.snapshots)]

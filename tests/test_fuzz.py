@@ -25,10 +25,13 @@ softmax's cancellation); a value may differ from the exact reference by what tho
 numbers, a tie in a max) is judged by its own conditioning, and a wrong factor anywhere is still
 caught.
 
-CI runs a bounded number of programs; ``pytest -m long tests/test_fuzz.py`` runs 10,000.
+CI runs 500 programs (a few seconds); ``pytest -m long tests/test_fuzz.py`` runs 10,000, or as
+many as the environment variable ``FUZZ_PROGRAMS`` says.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -51,8 +54,8 @@ def _allowed(exc: BaseException) -> bool:
 def _close(got: np.ndarray, exact: np.ndarray, noisy: list[np.ndarray], dtype: np.dtype, what: str) -> None:
     """``got`` (the library's) against the exact reference, within what the perturbed reference
     runs differ by (times 8) plus a floor; infinite (or NaN) where the reference is infinite, close
-    where it is finite; elements near the dtype's overflow, or that some perturbed run sends to Inf,
-    are skipped."""
+    where it is finite; elements near the dtype's overflow, that some perturbed run sends to Inf,
+    or whose tolerance exceeds their size, are skipped."""
     got, exact = np.asarray(got, dtype=np.float64), np.asarray(exact, dtype=np.float64)
     assert got.shape == exact.shape, f"{what}: shape {got.shape}, reference {exact.shape}"
     with np.errstate(all="ignore"):
@@ -67,6 +70,7 @@ def _close(got: np.ndarray, exact: np.ndarray, noisy: list[np.ndarray], dtype: n
         # e.g. softmax of [inf, 1]) the library may define a value
         bad_nonfinite = np.isinf(exact) & np.isfinite(got) & (np.abs(got) < big)
         tol = FLOOR[dtype] * (1 + np.abs(exact)) + 8 * spread
+        steady &= (tol < np.abs(exact)) | (spread == 0)  # else not even its sign is determined: 1 / (x - x)
         bad = steady & ~(np.abs(got - exact) <= tol)
     if bad.any() or bad_nonfinite.any():
         i = np.argwhere(bad | bad_nonfinite)[0]
@@ -318,7 +322,8 @@ def test_random_programs_match_the_numpy_reference(seed):
 
 @pytest.mark.long
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-@settings(max_examples=10_000, derandomize=False, database=None, suppress_health_check=CHECKS_OFF, deadline=None)
+@settings(max_examples=int(os.environ.get("FUZZ_PROGRAMS", "10000")), derandomize=False, database=None,
+          suppress_health_check=CHECKS_OFF, deadline=None)
 @given(SEEDS)
 def test_random_programs_match_the_numpy_reference_long(seed):
     check_program(*programs(seed, max_ops=12))
