@@ -180,14 +180,17 @@ def partner(ch: Choices, name: str, shape: tuple, dtype: np.dtype, shapes: list[
     return ("slot", ch.int(0, len(shapes) - 1))  # anything: maybe refused
 
 
-def instruction(ch: Choices, shapes: list[tuple], dtypes: list[np.dtype]) -> tuple:
-    """The next instruction of a program whose values have ``shapes`` and ``dtypes``."""
+def instruction(ch: Choices, shapes: list[tuple], dtypes: list[np.dtype], n_leaves: int) -> tuple:
+    """The next instruction of a program whose values have ``shapes`` and ``dtypes`` (the first
+    ``n_leaves`` of them its leaves)."""
     mode = "no_grad" if ch.chance(0.15) else "grad"
     a = ch.int(max(0, len(shapes) - 4), len(shapes) - 1) if ch.chance(0.7) else ch.int(0, len(shapes) - 1)
     shape = shapes[a]
     kind = ch.pick(list(KINDS) + ["binary", "elementwise", "view", "inplace"])
     if kind == "inplace":  # mostly an update under no_grad; recorded, it is refused on a tensor with grad
         mode = "grad" if ch.chance(0.2) else "no_grad"
+        a = ch.int(0, n_leaves - 1) if ch.chance(0.4) else a  # as an optimizer step updates a weight
+        shape = shapes[a]
         return ("inplace", ch.pick(sorted(SYM)), a, partner(ch, "add", shape, dtypes[a], shapes), mode)
     name = ch.pick(KINDS[kind])
     p = params(ch, name, shape)
