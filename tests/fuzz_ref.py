@@ -237,14 +237,27 @@ class Ref:
     def noise_abs(self, out: np.ndarray, args: list) -> np.ndarray:
         """For ops that sum (reductions, the softmax family, matmul): also an absolute error of eps
         times the terms' size times their number, as rounding inside a sum of them leaves (the
-        logsumexp of a log_softmax is 0 up to that, and 1 / it anything large)."""
+        logsumexp of a log_softmax is 0 up to that, and 1 / it anything large); a result within
+        that error of 0 becomes exactly 0."""
         if not self.eps:
             return out
         with np.errstate(all="ignore"):
             terms = [np.abs(np.asarray(a, dtype=np.float64)) for a in args if np.size(a)]
             size = max((float(np.max(t, initial=0.0, where=np.isfinite(t))) for t in terms), default=0.0)
             count = max(np.size(args[0]) // max(np.size(out), 1), args[0].shape[-1] if np.ndim(args[0]) else 1, 1)
-            return self.noise(out) + self.eps * size * count * self.rng.uniform(-1, 1, np.shape(out))
+            err = self.eps * size * count
+            # a result within rounding of 0 may be exactly 0 (x / x is then NaN, not 1)
+            return np.where(np.abs(out) <= err, 0.0, self.noise(out) + err * self.rng.uniform(-1, 1, np.shape(out)))
+
+    def summed(self, g: np.ndarray, shape: tuple) -> np.ndarray:
+        """``sum_to(g, shape)``, in the tolerance runs with the absolute rounding error of that sum
+        (eps times the sum of the terms' sizes: broadcast terms may cancel)."""
+        out = sum_to(g, shape)
+        if not self.eps or g.shape == shape:
+            return out
+        with np.errstate(all="ignore"):
+            err = self.eps * sum_to(np.abs(g), shape)
+            return out + np.where(np.isfinite(err), err, 0.0) * self.rng.uniform(-1, 1, np.shape(out))
 
     def arg(self, ref: tuple) -> object:
         kind, x = ref
@@ -288,7 +301,7 @@ class Ref:
                 with np.errstate(all="ignore"):
                     gs = op.vjp(g, out, *args, **params)
                     if op.broadcasting:
-                        gs = tuple(None if gi is None else sum_to(np.asarray(gi), np.shape(a))
+                        gs = tuple(None if gi is None else self.summed(np.asarray(gi), np.shape(a))
                                    for gi, a in zip(gs, args))
                 return gs
 

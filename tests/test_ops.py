@@ -229,3 +229,26 @@ def test_astype_float64_to_float64_is_identity_and_passes_the_gradient() -> None
     np.testing.assert_array_equal(y.numpy(), x.numpy())
     (y * 3.0).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [3.0, 3.0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_keeps_relative_accuracy_for_negative_inputs(dtype) -> None:
+    # found by tests/test_fuzz.py: 0.5 (1 + tanh(x / 2)) cancels for x < 0 and gave 0 for
+    # x < -17 in float32 (x < -37 in float64), so log(sigmoid(-20)) was -inf instead of -20
+    x = np.array([-80.0, -40.0, -20.0, -17.0, -12.0, -5.0, -0.5, 0.0, 0.5, 5.0, 20.0, 40.0])
+    if dtype == np.float32:
+        x = x[1:]  # sigmoid(-80) is below float32's normal range
+    exact = 1.0 / (1.0 + np.exp(-x.astype(np.longdouble)))
+    got = tg.tensor(x.astype(dtype)).sigmoid().numpy()
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, exact.astype(np.float64), rtol=8 * np.finfo(dtype).eps, atol=0)
+    np.testing.assert_allclose(tg.tensor(np.array([-20.0], dtype)).sigmoid().log().numpy(), [-20.0], rtol=1e-6)
+
+
+def test_sigmoid_of_very_negative_inputs_is_zero_without_warnings() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = tg.tensor([-1000.0, -100.0, 1000.0]).sigmoid().numpy()  # float32: exp(100) overflows to inf
+    assert y[0] == 0.0 and 0.0 <= y[1] < 1e-38 and y[2] == 1.0

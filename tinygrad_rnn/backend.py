@@ -374,13 +374,21 @@ def stack(arrays: list, axis: int) -> Array:
 
 
 def sigmoid(a: Array) -> Array:
-    """Logistic function, stable for large |a|: 0.5 * (1 + tanh(a / 2))."""
+    """Logistic function ``1 / (1 + exp(-a))``, accurate to a few ulps, relatively, for every a.
+
+    (The form 0.5 * (1 + tanh(a / 2)) cancels for a < 0: in float32 it gave 0 below a = -17.)
+    For very negative a, exp(-a) overflows to inf and the result is 0, the right limit; NumPy's
+    overflow warning for that is silenced.
+    """
     xp = get_xp(a)
-    out = xp.multiply(a, 0.5, out=xp.empty_like(a))  # one new array (also for 0-d); later passes write into it
-    xp.tanh(out, out=out)
-    out *= 0.5
-    out += 0.5
-    return out
+    out = xp.negative(a, out=xp.empty_like(a))  # one new array (also for 0-d); later passes write into it
+    if xp is np:
+        with np.errstate(over="ignore"):
+            xp.exp(out, out=out)
+    else:
+        xp.exp(out, out=out)
+    out += 1
+    return xp.divide(1, out, out=out)
 
 
 def tanh_grad(grad: Array, y: Array) -> Array:
