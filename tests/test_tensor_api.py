@@ -346,3 +346,12 @@ def test_transpose_of_an_explicit_empty_permutation_is_refused_as_numpy_does():
         tg.tensor([1.0, 2.0]).transpose(())
     assert tg.tensor(3.0).transpose(()).shape == ()
     assert tg.tensor([[1.0, 2.0]]).transpose().shape == (2, 1)
+
+
+def test_an_index_that_does_not_fit_raises_the_librarys_indexing_error():
+    t = tg.tensor([[1.0, 2.0], [3.0, 4.0]])
+    for index in (5, (0, 0, 0), [0, 7], np.array([True, False, True])):
+        with pytest.raises(tg.IndexingError, match=r"getitem: index .* into shape \(2, 2\)"):
+            t[index]
+    with pytest.raises(IndexError):  # still an IndexError, for code that catches that
+        t[2]

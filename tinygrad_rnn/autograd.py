@@ -31,7 +31,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import backend
-from .errors import AnomalyError, BackwardError, DeviceError, DTypeError, ShapeError
+from .errors import AnomalyError, BackwardError, DeviceError, DTypeError, ShapeError, TinygradRNNError
 from .gradsum import OuterGrad, SparseGrad, add_grads, add_grad_tensors
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ class Function:
             _separate(datas, parents)
         try:
             out = cls.forward(ctx, *datas, **attrs)
-        except (ShapeError, DTypeError, DeviceError, BackwardError):
+        except TinygradRNNError:  # already ours, naming the op
             raise
         except Exception as exc:  # turn a deep NumPy/CuPy error into one that names the op
             raise _diagnose(cls, args, exc) from exc

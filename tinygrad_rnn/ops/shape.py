@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..autograd import Function
-from ..errors import ShapeError
+from ..errors import IndexingError, ShapeError
 from .rules import broadcast_to, scatter_add, sum_to
 
 
@@ -81,7 +81,7 @@ class GetItem(Function):
         try:
             return x[index]
         except IndexError as exc:
-            raise IndexError(f"getitem: index {index!r} into shape {tuple(x.shape)}: {exc}") from None
+            raise IndexingError(f"getitem: index {index!r} into shape {tuple(x.shape)}: {exc}") from None
 
     @staticmethod
     def backward(ctx, grad):
