@@ -161,7 +161,8 @@ def test_no_library_module_writes_into_a_tensors_array_in_place():
 
 def test_clip_grad_norm_reads_no_number_back_from_the_arrays(monkeypatch):
     # issue 12: float() once per parameter is a host-device synchronisation each on CuPy. Here any
-    # float()/bool test of an array (or of a Tensor) inside nn.utils fails the test.
+    # float() of an array (or of a Tensor) inside nn.utils fails the test. (On the CPU one
+    # comparison of the 0-d factor skips the multiply when it is 1: NumPy has no device to wait for.)
     def no_host_read(x=0.0):
         if not isinstance(x, (int, float, str)):
             raise AssertionError(f"clip_grad_norm_ read a {type(x).__name__} on the host")
@@ -185,3 +186,15 @@ def test_clip_grad_norm_returns_the_norm_in_the_gradients_dtype():
     total = utils.clip_grad_norm_([p], 1.0)
     assert total.dtype == np.float32 and p.grad.dtype == np.float32 and float(total) == 5.0
     assert float(utils.clip_grad_norm_([], 1.0)) == 0.0
+
+
+def test_clip_grad_norm_on_a_gpu_scales_without_asking_the_host_whether_to(monkeypatch):
+    # the CuPy path, run on NumPy arrays: the factor is applied even when it is 1 (no host decision)
+    ps = [leaf([3.0, 4.0])]
+    ps[0].grad = tg.Tensor(np.array([3.0, 4.0]))
+    before = ps[0].grad.data
+    monkeypatch.setattr(tg.backend, "device_of", lambda a: "cuda")
+    total = utils.clip_grad_norm_(ps, 100.0)
+    monkeypatch.undo()
+    assert float(total) == 5.0 and ps[0].grad.data is not before
+    np.testing.assert_array_equal(ps[0].grad.numpy(), [3.0, 4.0])

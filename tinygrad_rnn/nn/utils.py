@@ -81,6 +81,8 @@ def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float, norm
         raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} of the gradients is "
                            f"{float(total)}; pass error_if_nonfinite=False to scale them anyway")
     coef = backend.minimum(max_norm / (total + 1e-6), 1.0)  # a 0-d array, on the device
+    if backend.device_of(coef) == "cpu" and coef >= 1.0:  # NumPy: reading it costs nothing, and saves a pass
+        return Tensor(backend.as_ndarray(total.astype(dtype)))  # (a NaN coef is not >= 1: it spreads, as in PyTorch)
     by_dtype: dict[Any, Any] = {}
     for p, g in zip(params, grads):
         c = by_dtype.get(g.dtype)
