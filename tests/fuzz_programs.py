@@ -9,7 +9,8 @@ zeros, ties and exact bounds (the kinks of relu, abs, max, clip, x**p) come up o
 
 An instruction is ``("op", name, operands, params, mode)`` or ``("inplace", sym, target, operand,
 mode)``; an operand is ``("slot", i)`` (an earlier value), ``("const", x)`` (a Python number) or
-``("array", a)`` (a constant tensor's values); ``mode`` is ``"grad"`` or ``"no_grad"``.
+``("array", a)`` (a constant tensor's values) or, rarely, ``("junk", x)`` (None, a string...:
+a mistake the library must refuse with a TypeError); ``mode`` is ``"grad"`` or ``"no_grad"``.
 """
 
 from __future__ import annotations
@@ -161,6 +162,8 @@ def fits(name: str, a: tuple, b: tuple) -> bool:
 def partner(ch: Choices, name: str, shape: tuple, dtype: np.dtype, shapes: list[tuple]) -> tuple:
     """The second operand of a binary op on an operand of ``shape``: an earlier value, a Python
     number or a constant tensor, of a fitting shape most of the time."""
+    if ch.chance(0.02):  # a mistake: must give a TypeError, never an AttributeError or a NaN
+        return ("junk", ch.pick([None, "a", [None], b"x", object()]))
     fitting = [i for i, s in enumerate(shapes) if fits(name, shape, s)]
     roll = ch.int(0, 9)
     if roll < 5 and fitting:

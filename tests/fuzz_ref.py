@@ -261,6 +261,8 @@ class Ref:
 
     def arg(self, ref: tuple) -> object:
         kind, x = ref
+        if kind == "junk":  # not an operand at all (None, a string): refused
+            raise TypeError(f"not an operand: {x!r}")
         return self.values[x] if kind == "slot" else x
 
     def run(self, instr: tuple) -> None:

@@ -355,3 +355,28 @@ def test_an_index_that_does_not_fit_raises_the_librarys_indexing_error():
             t[index]
     with pytest.raises(IndexError):  # still an IndexError, for code that catches that
         t[2]
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda t: t + None, TypeError, "add: unsupported operand of type NoneType"),  # was: adds NaN silently
+    (lambda t: t + [None, 1.0], TypeError, "data of dtype object"),  # was: NaN too
+    (lambda t: t ** "a", TypeError, "pow: unsupported operand of type str"),
+    (lambda t: tg.maximum(t, "a"), TypeError, "maximum: unsupported operand"),
+    (lambda t: tg.where(t > 0, t, "x"), TypeError, "where: unsupported operand"),
+    (lambda t: tg.cat([2.0, t]), TypeError, "cat: expected a sequence of Tensors, got float at position 0"),
+    (lambda t: tg.stack([t, None]), TypeError, "stack: expected a sequence of Tensors"),
+    (lambda t: tg.grad(t.sum(), [1.0]), TypeError, "grad: outputs and inputs must be Tensors"),
+    (lambda t: tg.backward([t.sum(), 3.0]), TypeError, "backward: expected Tensors"),
+    (lambda t: t.sum(axis=1.5), TypeError, "axis must be an integer, got 1.5"),
+    (lambda t: t.softmax((0, 1)), TypeError, "axis must be an integer"),
+    (lambda t: t.transpose("a"), TypeError, "axis must be an integer"),
+    (lambda t: t.unsqueeze(0.5), TypeError, "unsqueeze: axis must be an integer"),
+    (lambda t: t.split(0), ValueError, "split: split_size must be a positive int"),
+], ids=["add None", "add [None]", "pow str", "maximum str", "where str", "cat float", "stack None", "grad float",
+        "backward float", "sum float axis", "softmax tuple axis", "transpose str", "unsqueeze float", "split 0"])
+def test_misuse_gets_a_type_or_value_error_that_names_the_op(call, error, match):
+    # found by probing the API as the fuzzer's programs do (AttributeErrors and NumPy's messages before)
+    t = tg.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    with pytest.raises(error, match=match):
+        call(t)
+    assert tg.ones(2).sum(axis=np.int64(0)).item() == 2.0  # NumPy integers are integers

@@ -551,6 +551,8 @@ def backward(tensors: Tensor | Sequence[Tensor], grad_tensors: Any = None,
     """Accumulate d(tensors)/d(leaf) into every leaf's ``.grad`` (as ``torch.autograd.backward``)."""
     outputs = _as_list(tensors)
     for out in outputs:
+        if not isinstance(out, Tensor):
+            raise TypeError(f"backward: expected Tensors, got {type(out).__name__}")
         if not out.requires_grad:
             raise BackwardError("backward: the tensor does not require grad and has no graph: "
                                 "create the leaves with requires_grad=True, and do not run under no_grad()")
@@ -576,6 +578,9 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
         A tuple with one gradient Tensor (shape of the input) per input.
     """
     outs, ins = _as_list(outputs), _as_list(inputs)
+    for t in (*outs, *ins):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"grad: outputs and inputs must be Tensors, got {type(t).__name__}")
     for t in ins:
         if not t.requires_grad:
             raise BackwardError("grad: one of the inputs does not require grad")

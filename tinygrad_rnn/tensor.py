@@ -7,6 +7,7 @@ names, with NumPy's ``axis``/``keepdims`` for reductions.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -435,6 +436,7 @@ class Tensor:
         return self.reshape(tuple(n for i, n in enumerate(self.shape) if i not in axes))
 
     def unsqueeze(self, axis: int) -> Tensor:
+        axis = _int("unsqueeze: axis", axis)
         if not -self.ndim - 1 <= axis <= self.ndim:  # a new axis may go at any of ndim + 1 places
             raise ShapeError(f"unsqueeze: axis {axis} is out of range for shape {self.shape} "
                              f"(from {-self.ndim - 1} to {self.ndim})")
@@ -452,6 +454,8 @@ class Tensor:
         n = self.shape[axis]
         if isinstance(split_size_or_sections, int):
             size = split_size_or_sections
+            if size <= 0:
+                raise ValueError(f"split: split_size must be a positive int, got {size}")
             sizes = [min(size, n - s) for s in range(0, n, size)]
         else:
             sizes = list(split_size_or_sections)
@@ -482,9 +486,14 @@ def _raw(x: Any) -> Any:
 
 
 def _as_tensor(x: Any, like: Tensor) -> Tensor:
+    """An operand as a tensor on ``like``'s device: arrays keep their dtype, Python data of floats
+    takes ``like``'s dtype; data that is not numbers (``[None]``, strings) is a DTypeError."""
     if isinstance(x, Tensor):
         return x
-    return Tensor(backend.as_array(x, None if hasattr(x, "dtype") else like.dtype, like.device))
+    if hasattr(x, "dtype"):
+        return Tensor(backend.as_array(x, None, like.device))
+    kind = backend.as_array(x, None, "cpu").dtype  # refuses objects and strings (NumPy would give NaN)
+    return Tensor(backend.as_array(x, like.dtype if backend.is_float(kind) else None, like.device))
 
 
 def _pair(x: Tensor, y: Any, op: str, reverse: bool = False) -> tuple[Any, Any]:
@@ -495,6 +504,9 @@ def _pair(x: Tensor, y: Any, op: str, reverse: bool = False) -> tuple[Any, Any]:
     if isinstance(y, backend.SCALAR_TYPES):  # np.float64(2.0) would otherwise upcast a float32 tensor
         y = y.item()
     if not isinstance(y, (int, float, Tensor)):
+        if not isinstance(y, (list, tuple)) and not hasattr(y, "shape"):  # None, a string, an object
+            raise TypeError(f"{op}: unsupported operand of type {type(y).__name__} (a Tensor, an array, "
+                            "a list or a number is expected)")
         y = _as_tensor(y, x)
     if isinstance(y, Tensor):
         dx, dy = x.data.dtype, y.data.dtype
@@ -511,16 +523,25 @@ def _pair(x: Tensor, y: Any, op: str, reverse: bool = False) -> tuple[Any, Any]:
 
 
 def _axis(axis: int, ndim: int) -> int:
+    axis = _int("axis", axis)
     if not -max(ndim, 1) <= axis < max(ndim, 1):
         raise ShapeError(f"axis {axis} is out of range for a tensor with {ndim} dimensions")
     return axis % ndim if ndim else 0
+
+
+def _int(what: str, value: Any) -> int:
+    """``value`` as an int (NumPy integers too), or a TypeError that says what was expected."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{what} must be an integer, got {value!r}") from None
 
 
 def _axes(axis: Axis, ndim: int) -> tuple[int, ...] | None:
     """Normalise ``axis`` to a sorted tuple of non-negative ints, or None for all axes."""
     if axis is None:
         return None
-    axes = tuple(sorted(_axis(a, ndim) for a in ((axis,) if isinstance(axis, int) else axis)))
+    axes = tuple(sorted(_axis(a, ndim) for a in (axis if isinstance(axis, (tuple, list)) else (axis,))))
     return axes if ndim else ()  # a 0-d tensor accepts axis 0 or -1 (as PyTorch) but has no axis to reduce
 
 
