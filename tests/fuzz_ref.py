@@ -238,7 +238,7 @@ class Ref:
         """For ops that sum (reductions, the softmax family, matmul): also an absolute error of eps
         times the terms' size times their number, as rounding inside a sum of them leaves (the
         logsumexp of a log_softmax is 0 up to that, and 1 / it anything large); a result within
-        that error of 0 becomes exactly 0."""
+        that error of 0 becomes exactly 0 or a value in that error, at random."""
         if not self.eps:
             return out
         with np.errstate(all="ignore"):
@@ -246,8 +246,11 @@ class Ref:
             size = max((float(np.max(t, initial=0.0, where=np.isfinite(t))) for t in terms), default=0.0)
             count = max(np.size(args[0]) // max(np.size(out), 1), args[0].shape[-1] if np.ndim(args[0]) else 1, 1)
             err = self.eps * size * count
-            # a result within rounding of 0 may be exactly 0 (x / x is then NaN, not 1)
-            return np.where(np.abs(out) <= err, 0.0, self.noise(out) + err * self.rng.uniform(-1, 1, np.shape(out)))
+            shape = np.shape(out)
+            # a result within rounding of 0 may be exactly 0 (x / x is then NaN, not 1), or not
+            # (the variance of equal values: 1 / it is then large, not inf)
+            near = np.where(self.rng.random(shape) < 0.5, 0.0, err * self.rng.uniform(-1, 1, shape))
+            return np.where(np.abs(out) <= err, near, self.noise(out) + err * self.rng.uniform(-1, 1, shape))
 
     def summed(self, g: np.ndarray, shape: tuple) -> np.ndarray:
         """``sum_to(g, shape)``, in the tolerance runs with the absolute rounding error of that sum
