@@ -24,20 +24,17 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import linecache
-import re
-import traceback
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import backend
-from .errors import AnomalyError, BackwardError, DeviceError, DTypeError, ShapeError, TinygradRNNError
+from .errors import AnomalyError, BackwardError, ShapeError, TinygradRNNError
 from .gradsum import OuterGrad, SparseGrad, add_grads, add_grad_tensors
 
 if TYPE_CHECKING:
     from .tensor import Tensor
 
-__all__ = ["Function", "no_grad", "enable_grad", "is_grad_enabled", "detect_anomaly", "backward", "grad"]
+__all__ = ["Function", "no_grad", "enable_grad", "is_grad_enabled", "detect_anomaly", "backward", "grad", "note_state"]
 
 
 class _State:
@@ -113,7 +110,7 @@ class Function:
         except TinygradRNNError:  # already ours, naming the op
             raise
         except Exception as exc:  # turn a deep NumPy/CuPy error into one that names the op
-            raise _diagnose(cls, args, exc) from exc
+            raise diagnose(cls, args, exc) from exc
         if isinstance(out, backend.SCALAR_TYPES):  # NumPy gives scalars for 0-d results: keep arrays,
             scalar, out = out, backend.as_ndarray(out)  # and a saved output still the output itself
             ctx.saved = tuple(out if s is scalar else s for s in ctx.saved)
@@ -133,7 +130,7 @@ class Function:
                 ctx.ids = (*map(id, datas), id(out))
         if STATE.anomaly and not backend.is_finite(out):
             raise AnomalyError(f"detect_anomaly: forward of {cls.__name__} produced NaN or Inf "
-                               f"(input shapes {_shapes(args)})")
+                               f"(input shapes {shapes(args)})")
         return t
 
     @property
@@ -161,24 +158,6 @@ def _separate(datas: list, parents: list) -> None:
         j = first.setdefault(id(d), i)
         if j != i and parents[j] is not parents[i] and isinstance(d, backend.ARRAY_TYPES):
             datas[i] = d.view()
-
-
-def _shapes(args: Sequence[Any]) -> str:
-    return ", ".join(str(tuple(a.shape)) if hasattr(a, "shape") else repr(a) for a in args)
-
-
-def _diagnose(cls: type, args: Sequence[Any], exc: Exception) -> Exception:
-    """Explain a failure inside an op's forward: devices first, then shapes."""
-    name = cls.__name__.lower()
-    devices = sorted({a.device for a in args if isinstance(a, Tensor)})
-    if len(devices) > 1:
-        return DeviceError(f"{name}: tensors on different devices ({' and '.join(devices)}); "
-                           f"move them with .to('{devices[0]}') first")
-    if isinstance(exc, ValueError) and "broadcast" in str(exc):
-        return ShapeError(f"{name}: shapes {_shapes(args)} cannot be broadcast together")
-    # Our own class (not type(exc): NumPy's exception classes need more constructor arguments).
-    kind = DTypeError if isinstance(exc, TypeError) else ShapeError if isinstance(exc, ValueError) else BackwardError
-    return kind(f"{name} (input shapes {_shapes(args)}): {exc}")
 
 
 # ---------------------------------------------------------------- grad mode
@@ -230,7 +209,7 @@ def _collect(roots: Sequence[Function]) -> list[Function]:
             continue
         seen.add(node)
         if node.saved is None:
-            raise _freed_error(roots, node)
+            raise freed_error(roots, node)
         nodes.append(node)
         for p in node.parents:
             if isinstance(p, Function):
@@ -239,143 +218,8 @@ def _collect(roots: Sequence[Function]) -> list[Function]:
     return nodes
 
 
-def _freed_error(roots: Sequence[Function], freed: Function) -> BackwardError:
-    """The error for a backward that reached a node an earlier backward released.
-
-    Either the same graph is walked twice (the root itself was released), or a value computed
-    before that backward was used after it without ``detach()``: in truncated BPTT, the carried
-    state. The recurrent layers label the node of a state they receive (``note``): the note found
-    nearest the released node on the way from the root names that state.
-    """
-    head = (f"backward through {freed.name} (#{freed.seq}) a second time: its saved arrays were released "
-            "by an earlier backward.")
-    if freed in roots:
-        return BackwardError(f"{head} Pass retain_graph=True to the first backward if you need to go through "
-                             "the graph twice, or detach() what you keep across steps (for example the hidden "
-                             "state between truncated-BPTT chunks).")
-    note = _note_towards(roots, freed)
-    if note is None:
-        return BackwardError(
-            f"{head} This graph reaches it through a tensor computed before that backward and used after "
-            "it (a value kept from an earlier step?): detach() it before using it again, or pass "
-            "retain_graph=True to the earlier backward if you mean to backpropagate through that graph twice.")
-    return BackwardError(
-        f"{head} This graph reaches it through {note}, which still carries the graph of an earlier chunk: "
-        "detach it between chunks: state = tuple(s.detach() for s in state) (h = h.detach() for one tensor), "
-        "or use tinygrad_rnn.nn.tbptt, which carries and detaches the state for you. (retain_graph=True on "
-        "the earlier backward would instead backpropagate through every earlier chunk again.)")
-
-
-def _note_towards(roots: Sequence[Function], target: Function) -> str | None:
-    """The note of ``target``, or of the nearest labelled node on a path from the roots to it."""
-    seen: set[Function] = set()
-    stack: list[tuple[Function, str | None]] = [(r, None) for r in roots]
-    while stack:
-        node, note = stack.pop()
-        if node in seen:
-            continue
-        seen.add(node)
-        note = getattr(node, "note", None) or note
-        if node is target:
-            return note
-        if node.saved is not None:  # do not wander through released graphs
-            stack.extend((p, note) for p in node.parents if isinstance(p, Function))
-    return None
-
-
-def note_state(state: Any, note: str) -> None:
-    """Label the node of each Tensor in ``state`` (a Tensor or a sequence of them; leaves and
-    detached tensors have no node) with ``note``, a short description (e.g. "the initial state
-    (h0, c0) passed to LSTM(65, 256)") that a backward finding the node released puts in its error.
-    """
-    for t in (state if isinstance(state, (tuple, list)) else (state,)):
-        node = getattr(t, "node", None)
-        if node is not None:
-            node.note = note
-
-
 def _seq(node: Function) -> int:
     return node.seq
-
-
-def _saved_as_tensors(node: Function) -> tuple:
-    """For create_graph: saved inputs and outputs become Tensors connected to their nodes, so the
-    backward rule's ops extend the graph; other saved arrays are constants (masks, indices)."""
-    if not node.saved:
-        return ()
-    out = []
-    ids = node.ids  # the inputs' ids, then the output's (all alive at forward: no two alike)
-    for s in node.saved:
-        key = id(s)
-        parent: Any = node if key == ids[-1] else node.parents[ids.index(key)] if key in ids else None
-        if isinstance(parent, Function):  # a second handle on that node's output: same array, same node
-            out.append(_handle(s, parent))
-        elif parent is None:  # a constant (a mask, an index, an input that needs no gradient)
-            out.append(s)
-        elif parent.data is s:  # the leaf itself, still holding the array the graph saved
-            out.append(parent)
-        else:  # the leaf was rebound since (an optimizer step, x -= 1): keep the recorded values
-            out.append(_handle(s, _LeafAlias.record(parent, s)))
-    return tuple(out)
-
-
-def _handle(data: Any, node: Function) -> Tensor:
-    """A Tensor holding ``data``, recorded as the output of ``node``."""
-    t = Tensor.__new__(Tensor)
-    t.data, t.grad, t.node, t.requires_grad = data, None, node, True
-    return t
-
-
-class _LeafAlias(Function):
-    """Identity from a leaf, for create_graph: stands for the leaf's values as a graph recorded
-    them, after the leaf was bound to a new array. Its gradient flows to the leaf unchanged."""
-
-    @staticmethod
-    def record(leaf: Tensor, recorded: Any) -> Function:
-        node = _LeafAlias.__new__(_LeafAlias)
-        node.saved, node.parents, node.seq = (), [leaf], next(_sequence)
-        node.out_shape, node.out_dtype = recorded.shape, recorded.dtype
-        return node
-
-    @staticmethod
-    def backward(ctx: Function, grad: Any) -> Any:
-        # y = x (the leaf's earlier values); dy/dx = 1
-        return grad
-
-
-def _run_rule(node: Function, g: Any) -> tuple:
-    """Run a backward rule on Tensors (create_graph), so that its ops are recorded."""
-    saved = node.saved
-    node.saved = _saved_as_tensors(node)
-    try:
-        grads = node.backward(node, g)
-    except TypeError as exc:
-        if "Tensor" not in str(exc):
-            raise
-        raise BackwardError(_array_function_advice(node, exc)) from exc  # np.exp(t), backend.exp(t), ...
-    finally:
-        node.saved = saved
-    grads = grads if isinstance(grads, tuple) else (grads,)
-    if any(getattr(getattr(ig, "dtype", None), "kind", "") == "O" for ig in grads):  # np.where(c, t, 0)
-        raise BackwardError(_array_function_advice(node, None))
-    return grads
-
-
-def _array_function_advice(node: Function, exc: Exception | None) -> str:
-    """Say that a rule called a NumPy/CuPy/backend function on the Tensors create_graph hands it,
-    and which function of ``tinygrad_rnn.ops.rules`` to call instead (found in the failing line)."""
-    from .ops import rules  # the ops import this module: looked up when needed
-
-    used = []
-    for frame, _ in traceback.walk_tb(exc.__traceback__) if exc is not None else ():
-        line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
-        used += [name for name in re.findall(r"\b(\w+)\s*\(", line) if name in rules.__all__ and name not in used]
-    fix = (", ".join(f"tinygrad_rnn.ops.rules.{name}" for name in used) if used else
-           "the functions of tinygrad_rnn.ops.rules (" + ", ".join(rules.__all__) + ")")
-    what = f" ({exc})" if exc is not None else " (it returned an array of Python objects)"
-    return (f"{node.name}.backward called a NumPy, CuPy or backend function on a Tensor{what}. Under "
-            "create_graph=True (second derivatives, gradgradcheck) a backward rule gets Tensors, not arrays: "
-            f"use {fix} instead, which work on both (operators and .sum/.reshape/.transpose already do).")
 
 
 def _fit(node: Function, i: int, parent: Any, ig: Any) -> Any:
@@ -433,7 +277,7 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
                 results[wanted[id(node)]] = g
             if g is not None:
                 if create_graph:
-                    grads = _run_rule(node, g)
+                    grads = run_rule(node, g)
                 else:
                     grads = node.backward(node, g)
                     if type(grads) is not tuple:
@@ -615,4 +459,7 @@ def _own_result(g: Any, handed: set[int]) -> Tensor:
     return g
 
 
-from .tensor import Tensor  # noqa: E402  (tensor.py imports this module; bound last to break the cycle)
+# Bound last: these modules (and tensor.py, which imports this one) build on the names above.
+from .create_graph import run_rule  # noqa: E402
+from .diagnose import diagnose, freed_error, note_state, shapes  # noqa: E402
+from .tensor import Tensor  # noqa: E402
