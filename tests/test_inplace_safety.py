@@ -198,3 +198,25 @@ def test_clip_grad_norm_on_a_gpu_scales_without_asking_the_host_whether_to(monke
     monkeypatch.undo()
     assert float(total) == 5.0 and ps[0].grad.data is not before
     np.testing.assert_array_equal(ps[0].grad.numpy(), [3.0, 4.0])
+
+
+@pytest.mark.skipif(not tg.cuda_available(), reason="no CuPy / GPU here")
+def test_clip_grad_norm_on_cupy_matches_numpy_and_does_not_synchronise():
+    cupyx = pytest.importorskip("cupyx")
+    rng = np.random.default_rng(0)
+    grads = [rng.standard_normal(s).astype(np.float32) for s in ((3, 4), (5,), (2, 2, 2))]
+    on = {}
+    for device in ("cpu", "cuda"):
+        ps = [tg.tensor(np.zeros_like(g), requires_grad=True, device=device) for g in grads]
+        for p, g in zip(ps, grads):
+            p.grad = tg.tensor(g, device=device)
+        if device == "cuda" and hasattr(cupyx, "allow_synchronize"):
+            with cupyx.allow_synchronize(False):  # raises cupyx.DeviceSynchronized on a host read
+                total = utils.clip_grad_norm_(ps, 1.0)
+        else:
+            total = utils.clip_grad_norm_(ps, 1.0)
+        assert total.device == device and total.shape == ()
+        on[device] = (float(total), [p.grad.numpy() for p in ps])
+    np.testing.assert_allclose(on["cuda"][0], on["cpu"][0], rtol=1e-6)
+    for a, b in zip(on["cuda"][1], on["cpu"][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
