@@ -80,16 +80,17 @@ def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float, norm
     if error_if_nonfinite and not backend.is_finite(total):
         raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} of the gradients is "
                            f"{float(total)}; pass error_if_nonfinite=False to scale them anyway")
+    norm = Tensor(backend.as_ndarray(total.astype(dtype)))
     coef = backend.minimum(max_norm / (total + 1e-6), 1.0)  # a 0-d array, on the device
-    if backend.device_of(coef) == "cpu" and coef >= 1.0:  # NumPy: reading it costs nothing, and saves a pass
-        return Tensor(backend.as_ndarray(total.astype(dtype)))  # (a NaN coef is not >= 1: it spreads, as in PyTorch)
+    if backend.device_of(coef) == "cpu" and coef >= 1.0:  # NumPy: reading it costs nothing and saves a pass
+        return norm  # (a NaN factor is not >= 1: it reaches the gradients, as in PyTorch)
     by_dtype: dict[Any, Any] = {}
     for p, g in zip(params, grads):
         c = by_dtype.get(g.dtype)
         if c is None:  # cast once per dtype: a float64 factor would upcast a float32 gradient
             c = by_dtype[g.dtype] = coef.astype(g.dtype)
         p.grad.data = g * c
-    return Tensor(backend.as_ndarray(total.astype(dtype)))
+    return norm
 
 
 def clip_grad_value_(parameters: Tensor | Iterable[Tensor], clip_value: float) -> None:
