@@ -70,7 +70,7 @@ def exploding(x: tg.Tensor, hidden: int, seed: int, gain: float, max_norm: float
     assert np.allclose(sum(shares), rnn.weight_hh_l0.grad.numpy(), rtol=1e-9, atol=1e-12 * abs(shares[0]).max())
     norm = lambda: math.sqrt(sum(float((p.grad.numpy() ** 2).sum()) for p in rnn.parameters()))  # noqa: E731
     w_before = np.linalg.norm(rnn.weight_hh_l0.grad.numpy())
-    before = nn.utils.clip_grad_norm_(rnn.parameters(), max_norm)  # returns the norm before clipping
+    before = float(nn.utils.clip_grad_norm_(rnn.parameters(), max_norm))  # the norm before clipping (0-d Tensor)
     scale = np.linalg.norm(rnn.weight_hh_l0.grad.numpy()) / w_before  # what clipping did: one factor
     share_norms = np.array([np.linalg.norm(s) for s in shares])[::-1]  # by distance
     return {"flow": flow, "shares": share_norms, "clipped_shares": share_norms * scale, "before": before,

@@ -296,6 +296,33 @@ def test_backward_with_create_graph_gives_a_differentiable_grad():
     np.testing.assert_allclose(h.numpy(), 6 * x.numpy())
 
 
+def _rebind_under_no_grad(x):
+    with tg.no_grad():
+        x -= 1.0
+
+
+def _rebind_by_an_optimizer_step(x):
+    x.grad = leaf([1.0, -34.0], requires_grad=False)
+    tg.optim.SGD([x], lr=0.5).step()
+
+
+@pytest.mark.parametrize("rebind", [_rebind_under_no_grad, _rebind_by_an_optimizer_step],
+                         ids=["x -= 1 under no_grad", "optimizer step"])
+def test_create_graph_after_a_leaf_was_rebound_uses_the_values_the_graph_was_built_from(rebind):
+    # issue 11: the rule got the leaf Tensor itself, whose .data the update had rebound
+    x = leaf([1.0, 2.0])
+    y = (x**3).sum()
+    rebind(x)
+    assert x.numpy().tolist() != [1.0, 2.0]
+    (g,) = tg.grad(y, x, create_graph=True)
+    np.testing.assert_allclose(g.numpy(), [3.0, 12.0])  # 3 x^2 at the recorded x = [1, 2]
+    (h,) = tg.grad(g.sum(), x)
+    np.testing.assert_allclose(h.numpy(), [6.0, 12.0])  # 6 x there too, and it still reaches x
+    z = (x**3).sum()  # a new graph sees the new values
+    (g,) = tg.grad(z, x, create_graph=True)
+    np.testing.assert_allclose(g.numpy(), 3 * x.numpy() ** 2)
+
+
 
 
 @given(arrays((3,), lo=0.5, hi=2))
@@ -445,9 +472,9 @@ def test_create_graph_gives_each_leaf_its_own_writable_grad():
     b = tg.tensor([3.0, 4.0], requires_grad=True)
     (a + b).sum().backward(create_graph=True)  # Add hands both inputs one (broadcast) gradient
     assert a.grad.data is not b.grad.data
-    tg.nn.utils.clip_grad_norm_([a, b], 0.1)  # scales each .grad in place
+    tg.nn.utils.clip_grad_norm_([a, b], 0.1)  # binds each .grad a scaled array
     np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy())
-    (a * 1.0).sum().backward()  # a later plain backward accumulates into it in place
+    (a * 1.0).sum().backward()  # a later plain backward accumulates into it
     np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy() + 1.0)
 
 
@@ -562,3 +589,16 @@ def test_in_place_sums_are_calibrated_without_a_tracer_in_the_way():
     assert out.returncode == 0, out.stderr
     traced, plain = out.stdout.split()
     assert traced == plain
+
+
+# ---------------------------------------------------------------- found by tests/test_fuzz.py
+
+def test_gradients_of_a_0d_tensor_used_densely_and_through_indexing_add_up():
+    # NumPy returns scalars for 0-d arithmetic: a sum of two was a scalar the engine then tried
+    # to add a sparse (indexing) gradient into in place ("does not support item assignment")
+    x = tg.tensor(2.0, requires_grad=True)
+    (x[...] + x * 2.0 + x * 3.0).backward()
+    assert x.grad.item() == 6.0 and x.grad.shape == ()
+    y = leaf(1.5)
+    (y[()] * y + y ** 2 + y[...]).backward()
+    assert y.grad.item() == 2 * 1.5 + 2 * 1.5 + 1

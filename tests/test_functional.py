@@ -438,8 +438,8 @@ def test_clip_grad_norm_matches_numpy_and_torch(grads, max_norm, norm_type):
     total = np.abs(flat).max() if norm_type == math.inf else (np.abs(flat) ** norm_type).sum() ** (1 / norm_type)
     params = _params_with_grads(grads)
     got = utils.clip_grad_norm_(params, max_norm, norm_type)
-    assert isinstance(got, float)
-    np.testing.assert_allclose(got, total, **F64)
+    assert isinstance(got, tg.Tensor) and got.shape == () and got.dtype == np.float64  # as PyTorch: 0-d
+    np.testing.assert_allclose(float(got), total, **F64)
     coef = min(1.0, max_norm / (total + 1e-6))
     for p, g in zip(params, grads):
         np.testing.assert_allclose(p.grad.numpy(), g * coef, **F64)
@@ -448,7 +448,7 @@ def test_clip_grad_norm_matches_numpy_and_torch(grads, max_norm, norm_type):
     for tp, g in zip(tparams, grads):
         tp.grad = torch.tensor(g)
     ref = torch.nn.utils.clip_grad_norm_(tparams, max_norm, norm_type)
-    np.testing.assert_allclose(got, ref.item(), **F64)
+    np.testing.assert_allclose(float(got), ref.item(), **F64)
     for p, tp in zip(params, tparams):
         np.testing.assert_allclose(p.grad.numpy(), tp.grad.numpy(), **F64)
 
@@ -486,13 +486,15 @@ def test_clip_grad_value_matches_numpy_and_torch(grads, clip):
         np.testing.assert_array_equal(p.grad.numpy(), tp.grad.numpy())
 
 
-def test_clipping_scales_grads_in_place_without_touching_other_arrays():
+def test_clipping_binds_new_grad_arrays_and_touches_no_other_array():
     x = t64([1.0, 2.0], requires_grad=True)
     upstream = np.array([30.0, 40.0])
     (x * 1.0).backward(upstream)
-    grad_array = x.grad.data
+    grad, grad_array = x.grad, x.grad.data
     utils.clip_grad_norm_([x], 5.0)
-    assert x.grad.data is grad_array
+    assert x.grad is grad and x.grad.data is not grad_array  # the same Tensor, a new array
+    np.testing.assert_allclose(x.grad.numpy(), np.array([30.0, 40.0]) * 5.0 / (50.0 + 1e-6), **F64)
+    np.testing.assert_array_equal(grad_array, [30.0, 40.0])
     np.testing.assert_array_equal(upstream, [30.0, 40.0])
 
 

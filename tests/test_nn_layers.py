@@ -460,11 +460,12 @@ def test_a_sequential_mlp_trains_down_on_a_tiny_problem():
 
 # ---------------------------------------------------------------- init
 
-def test_uniform_and_normal_fill_in_place_without_recording():
+def test_uniform_and_normal_fill_a_new_array_without_recording():
     p = nn.Parameter(tg.zeros(400, 250))
     data = p.data
     assert init.uniform_(p, -2.0, 3.0, generator=tg.Generator(0)) is p
-    assert p.data is data and p.is_leaf and p.requires_grad
+    assert p.is_leaf and p.requires_grad and p.grad_fn is None
+    assert p.data is not data and not data.any()  # bound anew: a graph may have saved the old array
     a = p.numpy()
     assert a.min() >= -2.0 and a.max() < 3.0 and abs(a.mean() - 0.5) < 0.02
     init.normal_(p, 1.5, 0.5, generator=tg.Generator(0))

@@ -157,6 +157,22 @@ class _SinOnRawArrays(Function):
         return grad * np.cos(raw)
 
 
+class _MulSquareDetachedY(Function):
+    """z = x * y**2 whose y-gradient is right but detached under create_graph: second derivatives
+    through it (d2z/dy2 = 2x, d2z/dxdy = 2y) are lost, although first order is right."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        return x * y * y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y = ctx.saved
+        gy = grad * 2 * x * y
+        return grad * y * y, (gy.detach() if isinstance(gy, Tensor) else gy)  # wrong: drops gy's graph
+
+
 def test_gradcheck_rejects_a_wrong_first_derivative() -> None:
     x = leaf([[-0.7, 0.2, 1.3], [0.4, -1.1, 0.9]])
     assert gradcheck(lambda t: t.tanh(), [x])
@@ -169,6 +185,18 @@ def test_gradgradcheck_rejects_a_backward_that_is_not_differentiable() -> None:
     assert gradcheck(lambda t: _SinOnRawArrays.apply(t), [x])  # first order is right
     with pytest.raises(GradcheckError):
         gradgradcheck(lambda t: _SinOnRawArrays.apply(t), [x])
+
+
+def test_gradgradcheck_rejects_a_rule_that_detaches_one_inputs_gradient() -> None:
+    # issue 11: the detached term was dropped from the function being differentiated, so the
+    # finite differences never saw it either and the check passed
+    x, y = leaf([0.5, -1.2, 0.8]), leaf([1.1, 0.3, -0.7])
+    assert gradcheck(lambda a, b: _MulSquareDetachedY.apply(a, b), [x, y])  # first order is right
+    assert gradgradcheck(lambda a, b: a * b * b, [x, y])  # the correct op passes
+    with pytest.raises(GradcheckError):
+        gradgradcheck(lambda a, b: _MulSquareDetachedY.apply(a, b), [x, y])
+    with pytest.raises(GradcheckError):  # also when y is the only input checked
+        gradgradcheck(lambda b: _MulSquareDetachedY.apply(tg.tensor([0.5, -1.2, 0.8], dtype="float64"), b), [y])
 
 
 # ---------------------------------------------------------------- explicit examples
@@ -201,3 +229,26 @@ def test_astype_float64_to_float64_is_identity_and_passes_the_gradient() -> None
     np.testing.assert_array_equal(y.numpy(), x.numpy())
     (y * 3.0).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [3.0, 3.0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_keeps_relative_accuracy_for_negative_inputs(dtype) -> None:
+    # found by tests/test_fuzz.py: 0.5 (1 + tanh(x / 2)) cancels for x < 0 and gave 0 for
+    # x < -17 in float32 (x < -37 in float64), so log(sigmoid(-20)) was -inf instead of -20
+    x = np.array([-80.0, -40.0, -20.0, -17.0, -12.0, -5.0, -0.5, 0.0, 0.5, 5.0, 20.0, 40.0])
+    if dtype == np.float32:
+        x = x[1:]  # sigmoid(-80) is below float32's normal range
+    exact = 1.0 / (1.0 + np.exp(-x.astype(np.longdouble)))
+    got = tg.tensor(x.astype(dtype)).sigmoid().numpy()
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, exact.astype(np.float64), rtol=8 * np.finfo(dtype).eps, atol=0)
+    np.testing.assert_allclose(tg.tensor(np.array([-20.0], dtype)).sigmoid().log().numpy(), [-20.0], rtol=1e-6)
+
+
+def test_sigmoid_of_very_negative_inputs_is_zero_without_warnings() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = tg.tensor([-1000.0, -100.0, 1000.0]).sigmoid().numpy()  # float32: exp(100) overflows to inf
+    assert y[0] == 0.0 and 0.0 <= y[1] < 1e-38 and y[2] == 1.0

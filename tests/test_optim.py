@@ -274,13 +274,14 @@ def test_parameter_without_grad_is_untouched_and_has_no_state():
     assert opt.state_dict()["state"].keys() == {0} and opt.state[a]["step"] == 1
 
 
-def test_zero_grad_sets_none_or_zeros_in_place():
+def test_zero_grad_sets_none_or_zeros_in_a_new_array():
     (p,) = make_params([np.ones(3)])
     opt = SGD([p], lr=0.1)
     p.grad = tg.Tensor(np.ones(3))
-    grad_array = p.grad.data
+    grad, grad_array = p.grad, p.grad.data
     opt.zero_grad(set_to_none=False)
-    assert p.grad.data is grad_array and not grad_array.any()
+    assert p.grad is grad and not p.grad.data.any() and p.grad.dtype == grad_array.dtype
+    np.testing.assert_array_equal(grad_array, np.ones(3))  # never zeroed in place (a graph may hold it)
     opt.zero_grad()
     assert p.grad is None
 

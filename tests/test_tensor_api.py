@@ -320,3 +320,71 @@ def test_unsqueeze_checks_its_axis_and_var_with_too_few_values_is_nan():
     with pytest.raises(tg.ShapeError, match="unsqueeze"):
         tg.tensor([1.0, 2.0]).unsqueeze(2)
     assert np.isnan(tg.tensor([1.0]).var(ddof=1).item())
+
+
+# ---------------------------------------------------------------- found by tests/test_fuzz.py
+
+@pytest.mark.parametrize("same_shape", [lambda t: t.reshape(t.shape), lambda t: t.expand(t.shape),
+                                        lambda t: t.sum_to(t.shape), lambda t: t.reshape(-1)],
+                         ids=["reshape", "expand", "sum_to", "reshape(-1)"])
+def test_a_shape_op_that_keeps_the_shape_gives_a_new_tensor(same_shape):
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    with tg.no_grad():
+        y = same_shape(x)
+    assert y is not x and not y.requires_grad  # nothing is recorded under no_grad (it was x itself)
+    z = same_shape(x)
+    assert z is not x and z.grad_fn is not None  # recorded: the gradient reaches x through it
+    with tg.no_grad():
+        z += 1.0  # an in-place update of the result no longer changes x
+    np.testing.assert_array_equal(x.numpy(), [1.0, 2.0])
+    (z * z).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [4.0, 6.0])
+
+
+def test_transpose_of_an_explicit_empty_permutation_is_refused_as_numpy_does():
+    with pytest.raises(tg.ShapeError, match="not a permutation"):
+        tg.tensor([1.0, 2.0]).transpose(())
+    assert tg.tensor(3.0).transpose(()).shape == ()
+    assert tg.tensor([[1.0, 2.0]]).transpose().shape == (2, 1)
+
+
+def test_an_index_that_does_not_fit_raises_the_librarys_indexing_error():
+    t = tg.tensor([[1.0, 2.0], [3.0, 4.0]])
+    for index in (5, (0, 0, 0), [0, 7], np.array([True, False, True])):
+        with pytest.raises(tg.IndexingError, match=r"getitem: index .* into shape \(2, 2\)"):
+            t[index]
+    with pytest.raises(IndexError):  # still an IndexError, for code that catches that
+        t[2]
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda t: t + None, TypeError, "add: unsupported operand of type NoneType"),  # was: adds NaN silently
+    (lambda t: t + [None, 1.0], TypeError, "data of dtype object"),  # was: NaN too
+    (lambda t: t ** "a", TypeError, "pow: unsupported operand of type str"),
+    (lambda t: tg.maximum(t, "a"), TypeError, "maximum: unsupported operand"),
+    (lambda t: tg.where(t > 0, t, "x"), TypeError, "where: unsupported operand"),
+    (lambda t: tg.cat([2.0, t]), TypeError, "cat: expected a sequence of Tensors, got float at position 0"),
+    (lambda t: tg.stack([t, None]), TypeError, "stack: expected a sequence of Tensors"),
+    (lambda t: tg.grad(t.sum(), [1.0]), TypeError, "grad: outputs and inputs must be Tensors"),
+    (lambda t: tg.backward([t.sum(), 3.0]), TypeError, "backward: expected Tensors"),
+    (lambda t: t.sum(axis=1.5), TypeError, "axis must be an integer, got 1.5"),
+    (lambda t: t.softmax((0, 1)), TypeError, "axis must be an integer"),
+    (lambda t: t.transpose("a"), TypeError, "axis must be an integer"),
+    (lambda t: t.unsqueeze(0.5), TypeError, "unsqueeze: axis must be an integer"),
+    (lambda t: t.split(0), ValueError, "split: split_size must be a positive int"),
+], ids=["add None", "add [None]", "pow str", "maximum str", "where str", "cat float", "stack None", "grad float",
+        "backward float", "sum float axis", "softmax tuple axis", "transpose str", "unsqueeze float", "split 0"])
+def test_misuse_gets_a_type_or_value_error_that_names_the_op(call, error, match):
+    # found by probing the API as the fuzzer's programs do (AttributeErrors and NumPy's messages before)
+    t = tg.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    with pytest.raises(error, match=match):
+        call(t)
+    assert tg.ones(2).sum(axis=np.int64(0)).item() == 2.0  # NumPy integers are integers
+
+
+def test_a_0d_tensor_formats_as_its_number_and_others_refuse_a_format_spec():
+    loss = tg.tensor(1.23456)
+    assert f"{loss:.3f}" == "1.235" and f"{tg.tensor(7, dtype='int64'):>4}" == "   7"
+    assert f"{tg.tensor([1.0, 2.0])}" == str(tg.tensor([1.0, 2.0]))  # no spec: the repr, as before
+    with pytest.raises(TypeError):
+        f"{tg.tensor([1.0, 2.0]):.3f}"  # as PyTorch: only a 0-d tensor is a number

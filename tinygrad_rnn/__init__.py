@@ -12,7 +12,7 @@ from .backend import (
 )
 from .creation import arange, full, manual_seed, ones, ones_like, rand, randint, randn, tensor, zeros, zeros_like
 from .errors import (
-    AnomalyError, BackwardError, DeviceError, DTypeError, ShapeError, StateDictError, TinygradRNNError,
+    AnomalyError, BackwardError, DeviceError, DTypeError, IndexingError, ShapeError, StateDictError, TinygradRNNError,
 )
 from .functions import (
     addmm, cat, concatenate, exp, log, log_softmax, logsumexp, maximum, minimum, one_hot, relu, sigmoid, softmax,
@@ -25,7 +25,8 @@ from . import nn, optim, replay, testing, threads  # noqa: E402  (subpackages, a
 __version__ = "0.1.0"
 
 __all__ = [
-    "AnomalyError", "BackwardError", "addmm", "DTypeError", "DeviceError", "Function", "Generator", "ShapeError",
+    "AnomalyError", "BackwardError", "addmm", "DTypeError", "DeviceError", "Function", "Generator", "IndexingError",
+    "ShapeError",
     "StateDictError",
     "Tensor", "TinygradRNNError", "arange", "backward", "bool_", "cat", "concatenate", "cuda_available",
     "detect_anomaly", "enable_grad", "exp", "float16", "float32", "float64", "full", "get_default_dtype",

@@ -28,13 +28,13 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import backend
-from .errors import AnomalyError, BackwardError, DeviceError, DTypeError, ShapeError
+from .errors import AnomalyError, BackwardError, ShapeError, TinygradRNNError
 from .gradsum import OuterGrad, SparseGrad, add_grads, add_grad_tensors
 
 if TYPE_CHECKING:
     from .tensor import Tensor
 
-__all__ = ["Function", "no_grad", "enable_grad", "is_grad_enabled", "detect_anomaly", "backward", "grad"]
+__all__ = ["Function", "no_grad", "enable_grad", "is_grad_enabled", "detect_anomaly", "backward", "grad", "note_state"]
 
 
 class _State:
@@ -58,7 +58,7 @@ class Function:
     input's shape. Any other op must return gradients of its inputs' exact shapes.
     """
 
-    __slots__ = ("parents", "saved", "seq", "out_shape", "out_dtype", "ids", "__dict__")
+    __slots__ = ("parents", "saved", "seq", "out_shape", "out_dtype", "ids", "note", "__dict__")
     broadcasting: ClassVar[bool] = False
 
     def save_for_backward(self, *arrays: Any) -> None:
@@ -107,10 +107,10 @@ class Function:
             _separate(datas, parents)
         try:
             out = cls.forward(ctx, *datas, **attrs)
-        except (ShapeError, DTypeError, DeviceError, BackwardError):
+        except TinygradRNNError:  # already ours, naming the op
             raise
         except Exception as exc:  # turn a deep NumPy/CuPy error into one that names the op
-            raise _diagnose(cls, args, exc) from exc
+            raise diagnose(cls, args, exc) from exc
         if isinstance(out, backend.SCALAR_TYPES):  # NumPy gives scalars for 0-d results: keep arrays,
             scalar, out = out, backend.as_ndarray(out)  # and a saved output still the output itself
             ctx.saved = tuple(out if s is scalar else s for s in ctx.saved)
@@ -130,7 +130,7 @@ class Function:
                 ctx.ids = (*map(id, datas), id(out))
         if STATE.anomaly and not backend.is_finite(out):
             raise AnomalyError(f"detect_anomaly: forward of {cls.__name__} produced NaN or Inf "
-                               f"(input shapes {_shapes(args)})")
+                               f"(input shapes {shapes(args)})")
         return t
 
     @property
@@ -158,24 +158,6 @@ def _separate(datas: list, parents: list) -> None:
         j = first.setdefault(id(d), i)
         if j != i and parents[j] is not parents[i] and isinstance(d, backend.ARRAY_TYPES):
             datas[i] = d.view()
-
-
-def _shapes(args: Sequence[Any]) -> str:
-    return ", ".join(str(tuple(a.shape)) if hasattr(a, "shape") else repr(a) for a in args)
-
-
-def _diagnose(cls: type, args: Sequence[Any], exc: Exception) -> Exception:
-    """Explain a failure inside an op's forward: devices first, then shapes."""
-    name = cls.__name__.lower()
-    devices = sorted({a.device for a in args if isinstance(a, Tensor)})
-    if len(devices) > 1:
-        return DeviceError(f"{name}: tensors on different devices ({' and '.join(devices)}); "
-                           f"move them with .to('{devices[0]}') first")
-    if isinstance(exc, ValueError) and "broadcast" in str(exc):
-        return ShapeError(f"{name}: shapes {_shapes(args)} cannot be broadcast together")
-    # Our own class (not type(exc): NumPy's exception classes need more constructor arguments).
-    kind = DTypeError if isinstance(exc, TypeError) else ShapeError if isinstance(exc, ValueError) else BackwardError
-    return kind(f"{name} (input shapes {_shapes(args)}): {exc}")
 
 
 # ---------------------------------------------------------------- grad mode
@@ -227,12 +209,7 @@ def _collect(roots: Sequence[Function]) -> list[Function]:
             continue
         seen.add(node)
         if node.saved is None:
-            raise BackwardError(
-                f"backward through {node.name} (#{node.seq}) a second time: its saved arrays were "
-                "released after the first backward. Pass retain_graph=True to the first backward "
-                "if you need to go through the graph twice, or detach() what you keep across steps "
-                "(for example the hidden state between truncated-BPTT chunks)."
-            )
+            raise freed_error(roots, node)
         nodes.append(node)
         for p in node.parents:
             if isinstance(p, Function):
@@ -243,36 +220,6 @@ def _collect(roots: Sequence[Function]) -> list[Function]:
 
 def _seq(node: Function) -> int:
     return node.seq
-
-
-def _saved_as_tensors(node: Function) -> tuple:
-    """For create_graph: saved inputs and outputs become Tensors connected to their nodes, so the
-    backward rule's ops extend the graph; other saved arrays are constants (masks, indices)."""
-    if not node.saved:
-        return ()
-    out = []
-    ids = node.ids  # the inputs' ids, then the output's (all alive at forward: no two alike)
-    for s in node.saved:
-        key = id(s)
-        parent: Any = node if key == ids[-1] else node.parents[ids.index(key)] if key in ids else None
-        if isinstance(parent, Function):  # a second handle on that node's output: same array, same node
-            t = Tensor.__new__(Tensor)
-            t.data, t.grad, t.node, t.requires_grad = s, None, parent, True
-            out.append(t)
-        else:
-            out.append(parent if parent is not None else s)  # a leaf Tensor, or a constant
-    return tuple(out)
-
-
-def _run_rule(node: Function, g: Any) -> tuple:
-    """Run a backward rule on Tensors (create_graph), so that its ops are recorded."""
-    saved = node.saved
-    node.saved = _saved_as_tensors(node)
-    try:
-        grads = node.backward(node, g)
-    finally:
-        node.saved = saved
-    return grads if isinstance(grads, tuple) else (grads,)
 
 
 def _fit(node: Function, i: int, parent: Any, ig: Any) -> Any:
@@ -330,7 +277,7 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
                 results[wanted[id(node)]] = g
             if g is not None:
                 if create_graph:
-                    grads = _run_rule(node, g)
+                    grads = run_rule(node, g)
                 else:
                     grads = node.backward(node, g)
                     if type(grads) is not tuple:
@@ -367,26 +314,42 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
 
 
 def _accumulate_leaf(leaf: Tensor, g: Any, create_graph: bool, handed: set[int]) -> None:
-    """``leaf.grad += g``, in place once the leaf owns a gradient array.
+    """``leaf.grad += g``, binding a new array: never written in place.
+
+    The old ``.grad`` array may have been saved by a graph (``x.grad`` used in a computation
+    after ``create_graph``), which must keep the values it was built from; so accumulation binds
+    ``old + g`` (the same one pass over memory as ``old += g``). A plain ``.grad`` keeps its Tensor
+    (a reference to it follows); one with a graph is replaced by a plain Tensor, as in PyTorch.
 
     A new ``.grad`` takes ``g`` itself only when no one else can see it: a view (a reshape,
     a broadcast) or an array already handed to another leaf (``a + b`` gives both the same
-    array) is copied first, so that in-place updates (accumulation, ``clip_grad_norm_``)
-    never reach another tensor.
+    array) is copied first, so that a write into one ``.grad`` never reaches another tensor.
     """
     if create_graph:
         g = g if isinstance(g, Tensor) else Tensor(g)
         # A recorded copy: g may be shared with another leaf or a read-only broadcast view.
         leaf.grad = g.clone() if leaf.grad is None else leaf.grad + g
     elif leaf.grad is None:
-        if id(g) in handed or not backend.owns_data(g):
-            g = backend.owned_copy(g)
-        handed.add(id(g))
-        grad = Tensor.__new__(Tensor)  # a plain leaf around an array the engine owns
-        grad.data, grad.grad, grad.node, grad.requires_grad = g, None, None, False
-        leaf.grad = grad
+        leaf.grad = _plain(_owned(g, handed))
+    elif leaf.grad.node is None:
+        leaf.grad.data = leaf.grad.data + g
     else:
-        leaf.grad.data += g
+        leaf.grad = _plain(leaf.grad.data + g)
+
+
+def _owned(g: Any, handed: set[int]) -> Any:
+    """``g``, or a copy of it if someone else can see it (a view, or an array already handed out)."""
+    if id(g) in handed or not backend.owns_data(g):
+        g = backend.owned_copy(g)
+    handed.add(id(g))
+    return g
+
+
+def _plain(data: Any) -> Tensor:
+    """A plain leaf around an array the engine owns (no checks, no conversion)."""
+    t = Tensor.__new__(Tensor)
+    t.data, t.grad, t.node, t.requires_grad = data, None, None, False
+    return t
 
 
 # ---------------------------------------------------------------- public entry points
@@ -432,6 +395,8 @@ def backward(tensors: Tensor | Sequence[Tensor], grad_tensors: Any = None,
     """Accumulate d(tensors)/d(leaf) into every leaf's ``.grad`` (as ``torch.autograd.backward``)."""
     outputs = _as_list(tensors)
     for out in outputs:
+        if not isinstance(out, Tensor):
+            raise TypeError(f"backward: expected Tensors, got {type(out).__name__}")
         if not out.requires_grad:
             raise BackwardError("backward: the tensor does not require grad and has no graph: "
                                 "create the leaves with requires_grad=True, and do not run under no_grad()")
@@ -457,6 +422,9 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
         A tuple with one gradient Tensor (shape of the input) per input.
     """
     outs, ins = _as_list(outputs), _as_list(inputs)
+    for t in (*outs, *ins):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"grad: outputs and inputs must be Tensors, got {type(t).__name__}")
     for t in ins:
         if not t.requires_grad:
             raise BackwardError("grad: one of the inputs does not require grad")
@@ -466,6 +434,7 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
     grads = _root_grads(outs, _as_list(grad_outputs), create_graph)
     retain = create_graph if retain_graph is None else retain_graph
     found = run_backward(outs, grads, retain, create_graph, targets=ins)
+    handed = {id(g.data if isinstance(g, Tensor) else g) for g in grads}  # the caller's arrays
     result: list[Tensor | None] = []
     for t in ins:
         g = found.get(id(t)) if found is not None else None
@@ -475,8 +444,22 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
                                     "pass allow_unused=True to get None for it")
             result.append(None)
         else:
-            result.append(g if isinstance(g, Tensor) else Tensor(g))
+            result.append(_own_result(g, handed))
     return tuple(result)
 
 
-from .tensor import Tensor  # noqa: E402  (tensor.py imports this module; bound last to break the cycle)
+def _own_result(g: Any, handed: set[int]) -> Tensor:
+    """A result of ``grad()`` that owns its memory, as ``.grad`` does: ``a + b`` hands both inputs
+    one array (maybe the caller's ``grad_outputs``); each result gets its own copy of a shared one."""
+    if not isinstance(g, Tensor):
+        return _plain(_owned(g, handed))
+    if id(g.data) in handed or not backend.owns_data(g.data):  # create_graph: a recorded copy
+        g = g.clone()
+    handed.add(id(g.data))
+    return g
+
+
+# Bound last: these modules (and tensor.py, which imports this one) build on the names above.
+from .create_graph import run_rule  # noqa: E402
+from .diagnose import diagnose, freed_error, note_state, shapes  # noqa: E402
+from .tensor import Tensor  # noqa: E402

@@ -399,29 +399,37 @@ def stack(arrays: list, axis: int) -> Array:
     return get_xp(arrays[0]).stack(arrays, axis=axis)
 
 
-def sigmoid(a: Array) -> Array:
-    """Logistic function, stable for large |a|: 0.5 * (1 + tanh(a / 2))."""
+def sigmoid(a: Array, out: Array | None = None) -> Array:
+    """Logistic function ``1 / (1 + exp(-a))``, accurate to a few ulps, relatively, for every a.
+
+    (The form 0.5 * (1 + tanh(a / 2)) cancels for a < 0: in float32 it gave 0 below a = -17.)
+    For very negative a, exp(-a) overflows to inf and the result is 0, the right limit; NumPy's
+    overflow warning for that is silenced. ``out``: write the result there (replay's buffers).
+    """
     xp = get_xp(a)
-    out = xp.multiply(a, 0.5, out=xp.empty_like(a))  # one new array (also for 0-d); later passes write into it
-    xp.tanh(out, out=out)
-    out *= 0.5
-    out += 0.5
-    return out
+    out = xp.negative(a, out=xp.empty_like(a) if out is None else out)  # one array (also 0-d), then in place
+    if xp is np:
+        with np.errstate(over="ignore"):
+            xp.exp(out, out=out)
+    else:
+        xp.exp(out, out=out)
+    out += 1
+    return xp.divide(1, out, out=out)
 
 
-def tanh_grad(grad: Array, y: Array) -> Array:
-    """``grad * (1 - y * y)`` (tanh's backward from its output) in one new array, not three."""
+def tanh_grad(grad: Array, y: Array, out: Array | None = None) -> Array:
+    """``grad * (1 - y * y)`` (tanh's backward from its output) in one new array (or ``out``), not three."""
     xp = get_xp(y)
-    out = xp.multiply(y, y, out=xp.empty_like(y))  # out= keeps 0-d results arrays
+    out = xp.multiply(y, y, out=xp.empty_like(y) if out is None else out)  # out= keeps 0-d results arrays
     xp.subtract(1, out, out=out)
     out *= grad
     return out
 
 
-def sigmoid_grad(grad: Array, y: Array) -> Array:
-    """``grad * y * (1 - y)`` (the logistic function's backward from its output) in one new array."""
+def sigmoid_grad(grad: Array, y: Array, out: Array | None = None) -> Array:
+    """``grad * y * (1 - y)`` (the logistic function's backward from its output) in one new array (or ``out``)."""
     xp = get_xp(y)
-    out = xp.subtract(1, y, out=xp.empty_like(y))
+    out = xp.subtract(1, y, out=xp.empty_like(y) if out is None else out)
     out *= y
     out *= grad
     return out

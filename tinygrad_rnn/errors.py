@@ -10,6 +10,7 @@ __all__ = [
     "BackwardError",
     "AnomalyError",
     "StateDictError",
+    "IndexingError",
 ]
 
 
@@ -31,6 +32,10 @@ class DeviceError(TinygradRNNError, RuntimeError):
 
 class BackwardError(TinygradRNNError, RuntimeError):
     """Misuse of the reverse pass: released graph, non-scalar root, bad gradient shape."""
+
+
+class IndexingError(TinygradRNNError, IndexError):
+    """An index that does not fit the tensor: out of range, too many indices, a mask of another shape."""
 
 
 class AnomalyError(TinygradRNNError, FloatingPointError):

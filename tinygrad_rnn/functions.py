@@ -14,6 +14,9 @@ from .tensor import Tensor, _as_tensor, _axis, _pair
 
 
 def _same_dtype(op: str, tensors: Sequence[Tensor]) -> None:
+    for i, t in enumerate(tensors):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{op}: expected a sequence of Tensors, got {type(t).__name__} at position {i}")
     dtypes = {t.dtype for t in tensors}
     if len(dtypes) > 1:
         raise DTypeError(f"{op}: tensors have dtypes {sorted(map(str, dtypes))}; cast them to one dtype first")

@@ -114,7 +114,7 @@ def add_grads(prev: Any, g: Any, owned: set[int]) -> Any:
         prev += g
         buf = prev
     else:
-        buf = prev + g
+        buf = backend.as_ndarray(prev + g)  # 0-d arithmetic gives a NumPy scalar: keep a writable array
     owned.add(id(buf))
     return buf
 

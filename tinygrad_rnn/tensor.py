@@ -7,6 +7,7 @@ names, with NumPy's ``axis``/``keepdims`` for reductions.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -108,6 +109,12 @@ class Tensor:
     def __int__(self) -> int:
         return int(self.item())
 
+    def __format__(self, spec: str) -> str:
+        """A 0-d tensor formats as its number (``f"{loss:.3f}"``), as in PyTorch; others as their repr."""
+        if self.ndim == 0:
+            return format(self.item(), spec)
+        return object.__format__(self, spec)
+
     def __bool__(self) -> bool:
         if self.data.size != 1:
             raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous; "
@@ -146,7 +153,7 @@ class Tensor:
     def astype(self, dtype: DTypeLike) -> Tensor:
         d = backend.to_dtype(dtype)
         if d == self.data.dtype:
-            return self
+            return self  # as PyTorch's .to(): the tensor itself
         if self.requires_grad and not backend.is_float(d):
             return Tensor(self.data.astype(d))  # integers carry no gradient
         return Cast.apply(self, dtype=d)
@@ -387,9 +394,7 @@ class Tensor:
     def reshape(self, *shape: Any) -> Tensor:
         """``reshape(2, 3)`` or ``reshape((2, 3))``; one entry may be -1."""
         shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        if shape == self.data.shape:
-            return self
-        return Reshape.apply(self, shape=shape)
+        return Reshape.apply(self, shape=shape)  # also to the same shape: a new tensor, never ``self``
 
     view = reshape
 
@@ -406,10 +411,10 @@ class Tensor:
 
     def transpose(self, *axes: Any) -> Tensor:
         """NumPy semantics: no axes reverses them; else a permutation (as args or a tuple)."""
-        axes = tuple(axes[0]) if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
-        if not axes:
+        if not axes:  # no arguments: reverse the axes (an explicit empty tuple is a permutation of none)
             axes = tuple(range(self.ndim))[::-1]
-        elif sorted(_axis(a, self.ndim) for a in axes) != list(range(self.ndim)):
+        axes = tuple(axes[0]) if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+        if sorted(_axis(a, self.ndim) for a in axes) != list(range(self.ndim)):
             raise ShapeError(f"transpose: axes {axes} are not a permutation of the {self.ndim} axes of {self.shape}")
         return Transpose.apply(self, axes=tuple(_axis(a, self.ndim) for a in axes))
 
@@ -422,13 +427,13 @@ class Tensor:
     def expand(self, *shape: Any) -> Tensor:
         """Broadcast to ``shape`` (NumPy rules; the gradient sums over the copies)."""
         shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        return self if shape == self.data.shape else Expand.apply(self, shape=shape)
+        return Expand.apply(self, shape=shape)
 
     broadcast_to = expand
 
     def sum_to(self, shape: tuple) -> Tensor:
         """Sum over broadcast axes down to ``shape`` (the adjoint of ``expand``)."""
-        return self if tuple(shape) == self.data.shape else SumTo.apply(self, shape=tuple(shape))
+        return SumTo.apply(self, shape=tuple(shape))
 
     def squeeze(self, axis: Axis = None) -> Tensor:
         axes = _axes(axis, self.ndim) or tuple(i for i, n in enumerate(self.shape) if n == 1)
@@ -437,6 +442,7 @@ class Tensor:
         return self.reshape(tuple(n for i, n in enumerate(self.shape) if i not in axes))
 
     def unsqueeze(self, axis: int) -> Tensor:
+        axis = _int("unsqueeze: axis", axis)
         if not -self.ndim - 1 <= axis <= self.ndim:  # a new axis may go at any of ndim + 1 places
             raise ShapeError(f"unsqueeze: axis {axis} is out of range for shape {self.shape} "
                              f"(from {-self.ndim - 1} to {self.ndim})")
@@ -454,6 +460,8 @@ class Tensor:
         n = self.shape[axis]
         if isinstance(split_size_or_sections, int):
             size = split_size_or_sections
+            if size <= 0:
+                raise ValueError(f"split: split_size must be a positive int, got {size}")
             sizes = [min(size, n - s) for s in range(0, n, size)]
         else:
             sizes = list(split_size_or_sections)
@@ -484,9 +492,14 @@ def _raw(x: Any) -> Any:
 
 
 def _as_tensor(x: Any, like: Tensor) -> Tensor:
+    """An operand as a tensor on ``like``'s device: arrays keep their dtype, Python data of floats
+    takes ``like``'s dtype; data that is not numbers (``[None]``, strings) is a DTypeError."""
     if isinstance(x, Tensor):
         return x
-    return Tensor(backend.as_array(x, None if hasattr(x, "dtype") else like.dtype, like.device))
+    if hasattr(x, "dtype"):
+        return Tensor(backend.as_array(x, None, like.device))
+    kind = backend.as_array(x, None, "cpu").dtype  # refuses objects and strings (NumPy would give NaN)
+    return Tensor(backend.as_array(x, like.dtype if backend.is_float(kind) else None, like.device))
 
 
 def _pair(x: Tensor, y: Any, op: str, reverse: bool = False) -> tuple[Any, Any]:
@@ -497,6 +510,9 @@ def _pair(x: Tensor, y: Any, op: str, reverse: bool = False) -> tuple[Any, Any]:
     if isinstance(y, backend.SCALAR_TYPES):  # np.float64(2.0) would otherwise upcast a float32 tensor
         y = y.item()
     if not isinstance(y, (int, float, Tensor)):
+        if not isinstance(y, (list, tuple)) and not hasattr(y, "shape"):  # None, a string, an object
+            raise TypeError(f"{op}: unsupported operand of type {type(y).__name__} (a Tensor, an array, "
+                            "a list or a number is expected)")
         y = _as_tensor(y, x)
     if isinstance(y, Tensor):
         dx, dy = x.data.dtype, y.data.dtype
@@ -513,16 +529,25 @@ def _pair(x: Tensor, y: Any, op: str, reverse: bool = False) -> tuple[Any, Any]:
 
 
 def _axis(axis: int, ndim: int) -> int:
+    axis = _int("axis", axis)
     if not -max(ndim, 1) <= axis < max(ndim, 1):
         raise ShapeError(f"axis {axis} is out of range for a tensor with {ndim} dimensions")
     return axis % ndim if ndim else 0
+
+
+def _int(what: str, value: Any) -> int:
+    """``value`` as an int (NumPy integers too), or a TypeError that says what was expected."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{what} must be an integer, got {value!r}") from None
 
 
 def _axes(axis: Axis, ndim: int) -> tuple[int, ...] | None:
     """Normalise ``axis`` to a sorted tuple of non-negative ints, or None for all axes."""
     if axis is None:
         return None
-    axes = tuple(sorted(_axis(a, ndim) for a in ((axis,) if isinstance(axis, int) else axis)))
+    axes = tuple(sorted(_axis(a, ndim) for a in (axis if isinstance(axis, (tuple, list)) else (axis,))))
     return axes if ndim else ()  # a 0-d tensor accepts axis 0 or -1 (as PyTorch) but has no axis to reduce
 
 

@@ -38,8 +38,13 @@ def _generator(t: Tensor, generator: Generator | None, op: str) -> Generator:
 
 
 def _fill(t: Tensor, values: backend.Array) -> Tensor:
-    # Writing into the existing array (rather than rebinding t.data) keeps any view of it valid.
-    t.data[...] = values
+    # A new array bound to t (of t's dtype, device and shape), not a write into the old one: a
+    # graph recorded earlier may have saved the old array, and must keep the values it was built
+    # from (as optimizer steps and ``x -= y`` do; docs/autograd.md).
+    # ``values`` is a fresh array the caller drew for t: bound as it is when it fits.
+    if not backend.same_array_kind(values, t.data):
+        values = backend.as_array(backend.broadcast_to(values, t.shape), t.dtype, t.device, copy=True)
+    t.data = values
     return t
 
 
@@ -94,8 +99,7 @@ def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0, generator: Generator
 
 def constant_(t: Tensor, val: float) -> Tensor:
     """Fill ``t`` with ``val``."""
-    t.data[...] = val
-    return t
+    return _fill(t, backend.full(t.shape, val, t.dtype, t.device))
 
 
 def zeros_(t: Tensor) -> Tensor:

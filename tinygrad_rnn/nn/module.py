@@ -14,6 +14,7 @@ from typing import Any
 from .. import backend
 from ..errors import StateDictError
 from ..tensor import Tensor
+from .utils import zero_grads
 
 __all__ = ["Parameter", "Module", "Sequential", "ModuleList"]
 
@@ -111,10 +112,10 @@ class Module:
     def eval(self) -> Module:
         return self.train(False)
 
-    def zero_grad(self) -> None:
-        """Drop every parameter's gradient (``.grad = None``, as PyTorch's default)."""
-        for p in self.parameters():
-            p.grad = None
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop every parameter's gradient (``.grad = None``, PyTorch's default), or with
+        ``set_to_none=False`` give each ``.grad`` new zeros (see ``Optimizer.zero_grad``)."""
+        zero_grads(list(self.parameters()), set_to_none)
 
     def to(self, target: Any) -> Module:
         """Move (``"cpu"``/``"cuda"``) or cast (a float dtype) every parameter in place.

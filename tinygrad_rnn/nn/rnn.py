@@ -21,7 +21,7 @@ import warnings
 from typing import Any
 
 from .. import backend
-from ..autograd import is_grad_enabled
+from ..autograd import is_grad_enabled, note_state
 from ..backend import DTypeLike, Generator
 from ..errors import ShapeError
 from ..functions import cat, stack
@@ -129,6 +129,10 @@ class _RNNBase(Module):
         for what, s in zip(("h0", "c0"), given):
             check_state(name, what, s, expected, like)
             cut.append(s if batched else s.reshape(k_total, 1, self.hidden_size))
+        # [issue 13: freed-graph error] a state with a graph is labelled, so that a backward through
+        # an earlier chunk's released graph names it (and says how to detach it)
+        if any(s.node is not None for s in given):
+            note_state(given, f"the initial state {'(h0, c0)' if n_states == 2 else 'h0'} passed to {name}")
         return [[s[k] for s in cut] for k in range(k_total)]
 
     def forward(self, input: Tensor | PackedSequence, hx: Any = None) -> tuple[Any, Any]:  # noqa: A002

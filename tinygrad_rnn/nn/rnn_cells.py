@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import backend
+from ..autograd import note_state
 from ..backend import DTypeLike, Generator
 from ..errors import DeviceError, DTypeError, ShapeError
 from ..ops.elementwise import Add, Mul, Relu, Sigmoid, Sub, Tanh, Where
@@ -237,6 +238,8 @@ class _CellBase(Module):
                 s = Tensor(backend.zeros((B, self.hidden_size), x.dtype, x.device))
             else:
                 check_state(name, what, s, expected, self.weight_ih)
+                if s.node is not None:  # a backward through a released graph names it (autograd.note_state)
+                    note_state(s, f"the state {what} passed to {name}")
             out.append(s if batched else s.reshape(1, self.hidden_size))
         return (x if batched else x.reshape(1, self.input_size)), out, batched
 

@@ -1,4 +1,7 @@
-"""The ops: one Function per differentiable operation, grouped by kind."""
+"""The ops: one Function per differentiable operation, grouped by kind; ``rules`` holds the
+functions their backward rules use (public, for people who write their own ops)."""
+
+from . import rules
 
 from .convert import Cast, ToDevice
 from .elementwise import (
@@ -14,5 +17,5 @@ __all__ = [
     "Abs", "Add", "Addmm", "Cast", "Cat", "Clip", "Clone", "Contiguous", "Div", "Exp", "Expand", "GetItem", "IndexAdd",
     "Log", "LogSoftmax", "LogSumExp", "MatMul", "Max", "Maximum", "Min", "Minimum", "Mul", "Neg", "Pow",
     "Relu", "Reshape", "Sigmoid", "Softmax", "Sqrt", "Stack", "Sub", "Sum", "SumTo", "Tanh", "ToDevice",
-    "Transpose", "Where",
+    "Transpose", "Where", "rules",
 ]

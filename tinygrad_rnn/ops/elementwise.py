@@ -1,30 +1,19 @@
 """Elementwise ops: arithmetic, the usual nonlinearities, where/clip/maximum/minimum.
 
 Each op is one Function; backward sits right under forward and opens with the
-derivative it implements. Rules use only operators and the functions at the top
-of this file, which work on raw arrays and on Tensors alike (so ``create_graph``
+derivative it implements. Rules use only operators and the functions of
+``rules.py``, which work on raw arrays and on Tensors alike (so ``create_graph``
 can record them). Binary ops broadcast; the engine sums their gradients back.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import math
 
 from .. import backend
 from ..autograd import Function
 from ..tensor import Tensor
-
-
-# -- functions that backward rules call on arrays (normal backward) or Tensors (create_graph)
-
-def exp(x: Any) -> Any:
-    return Exp.apply(x) if isinstance(x, Tensor) else backend.exp(x)
-
-
-def log(x: Any) -> Any:
-    if isinstance(x, (int, float)):  # a constant operand: stay a Python float, which never upcasts float32
-        return float(backend.log(x))
-    return Log.apply(x) if isinstance(x, Tensor) else backend.log(x)
+from . import rules
 
 
 # -- arithmetic
@@ -102,9 +91,33 @@ class Pow(Function):
         # z = x ** p; dz/dx = p * x ** (p - 1), dz/dp = z * log(x)
         x, p, z = ctx.saved
         need_x, need_p = ctx.needs_input_grad
-        gx = grad * p * x ** (p - 1) if need_x else None
-        gp = grad * z * log(x) if need_p else None
-        return gx, gp
+        return (_pow_grad_x(grad, x, p) if need_x else None), (_pow_grad_p(grad, x, p, z) if need_p else None)
+
+
+def _pow_grad_x(grad, x, p):
+    """``grad * p * x ** (p - 1)``, and 0 where p = 0 meets x = 0 (PyTorch's value; the formula
+    gives 0 * inf = NaN there). This is what makes the second derivative of x**1 and the third
+    of x**2 at 0 come out 0: their last rule is that of x**0. Elsewhere the formula stands, also
+    at p = 0 where it is 0 too, so that its derivative in p (1 / x) is not cut off. Masked entries
+    use the exponent 1 instead, so that nothing there is inf or NaN, not even in the masked
+    branch's own derivative."""
+    if isinstance(p, (int, float)):  # a constant exponent: x**0 has derivative 0 at every x
+        return rules.zeros_like(x) if p == 0 else grad * p * x ** (p - 1)
+    masked = ((p.data if isinstance(p, Tensor) else p) == 0) & ((x.data if isinstance(x, Tensor) else x) == 0)
+    return rules.where(masked, 0, grad * p * x ** rules.where(masked, 1, p - 1))
+
+
+def _pow_grad_p(grad, x, p, z):
+    """``grad * z * log(x)``, and 0 where x = 0 and p >= 0 (PyTorch's value; the formula gives
+    0 * -inf = NaN there, or 1 * -inf at p = 0). Masked entries take log(1) = 0 instead."""
+    pr = p.data if isinstance(p, Tensor) else p
+    if isinstance(x, (int, float)):  # a constant base (``2.0 ** t``)
+        if x != 0:
+            return grad * z * rules.log(x)
+        # 0 ** p: 0 where p >= 0; z * log(0) = inf * -inf = -inf where p < 0
+        return grad * z * rules.where(pr < 0, -math.inf, 0.0).astype(pr.dtype)
+    masked = ((x.data if isinstance(x, Tensor) else x) == 0) & (pr >= 0)
+    return grad * z * rules.log(rules.where(masked, 1, x))
 
 
 class Neg(Function):

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..autograd import Function
-from .elementwise import exp
-from .shape import broadcast_to
+from .rules import broadcast_to, exp
 
 
 def kept_shape(shape: tuple, axis: tuple | None) -> tuple:

@@ -7,29 +7,11 @@ gradient down, scatter an indexed gradient into zeros.
 
 from __future__ import annotations
 
-from typing import Any
 
 from .. import backend
 from ..autograd import Function
-from ..gradsum import SparseGrad
-from ..errors import ShapeError
-from ..tensor import Tensor
-
-
-# -- functions that backward rules call on arrays (normal backward) or Tensors (create_graph)
-
-def broadcast_to(x: Any, shape: tuple) -> Any:
-    return Expand.apply(x, shape=shape) if isinstance(x, Tensor) else backend.broadcast_to(x, shape)
-
-
-def sum_to(x: Any, shape: tuple) -> Any:
-    return SumTo.apply(x, shape=shape) if isinstance(x, Tensor) else backend.sum_to(x, shape)
-
-
-def scatter_add(x: Any, shape: tuple, index: Any) -> Any:
-    """zeros(shape) with x added at index. On arrays it stays sparse (a SparseGrad): the engine
-    adds it into one buffer per input, so T slices of one tensor cost O(T) in backward, not O(T^2)."""
-    return IndexAdd.apply(x, shape=shape, index=index) if isinstance(x, Tensor) else SparseGrad(shape, index, x)
+from ..errors import IndexingError, ShapeError
+from .rules import broadcast_to, scatter_add, sum_to
 
 
 # -- ops
@@ -99,7 +81,7 @@ class GetItem(Function):
         try:
             return x[index]
         except IndexError as exc:
-            raise IndexError(f"getitem: index {index!r} into shape {tuple(x.shape)}: {exc}") from None
+            raise IndexingError(f"getitem: index {index!r} into shape {tuple(x.shape)}: {exc}") from None
 
     @staticmethod
     def backward(ctx, grad):

@@ -25,6 +25,7 @@ from typing import Any
 from .. import backend
 from ..autograd import enable_grad
 from ..errors import DeviceError, DTypeError, ShapeError, StateDictError
+from ..nn.utils import zero_grads
 from ..tensor import Tensor
 
 __all__ = ["Optimizer"]
@@ -121,16 +122,13 @@ class Optimizer:
 
     # ------------------------------------------------------------ stepping
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Reset every parameter's gradient: ``.grad = None`` (default) or zeros in place."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad.detach_()  # a create_graph gradient must stop recording, as in PyTorch
-                    p.grad.data.fill(0)
+        """Reset every parameter's gradient: ``.grad = None`` (default), or zeros.
+
+        With ``set_to_none=False`` each ``.grad`` Tensor stays (detached, as in PyTorch) and gets
+        a new array of zeros rather than being zeroed in place: a graph recorded earlier may have
+        saved the old array, and must keep the values it was built from.
+        """
+        zero_grads([p for group in self.param_groups for p in group["params"]], set_to_none)
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Update every parameter that has a gradient (those whose ``.grad`` is None are skipped).

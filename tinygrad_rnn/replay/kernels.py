@@ -134,27 +134,20 @@ def sqrt_bwd(k: K, y: Val, g: Val, needs: tuple) -> list:
 
 
 def tanh_bwd(k: K, y: Val, g: Val, needs: tuple) -> list:
-    out = k.grad(0, y.shape, y.dtype)  # backend.tanh_grad: (1 - y*y) * grad, in one buffer
-    k.emit("multiply", y, y, out, out=out)
-    k.emit("subtract", 1, out, out, out=out)
-    k.emit("multiply", out, g, out, out=out)
+    out = k.grad(0, y.shape, y.dtype)  # the rule's own function, into the buffer
+    k.emit(backend.tanh_grad, g, y, out=out, kwargs={"out": out})
     return [dense(out)]
 
 
 def sigmoid_fwd(k: K, ins: list, attrs: dict) -> tuple:
-    out = k.out()  # backend.sigmoid: 0.5 * (1 + tanh(x / 2)), in one buffer
-    k.emit("multiply", ins[0], 0.5, out, out=out)
-    k.emit("tanh", out, out, out=out)
-    k.emit("multiply", out, 0.5, out, out=out)
-    k.emit("add", out, 0.5, out, out=out)
+    out = k.out()  # the op's own function, into the buffer: one definition of the arithmetic
+    k.emit(backend.sigmoid, ins[0], out=out, kwargs={"out": out})
     return out, out
 
 
 def sigmoid_bwd(k: K, y: Val, g: Val, needs: tuple) -> list:
-    out = k.grad(0, y.shape, y.dtype)  # backend.sigmoid_grad: (1 - y) * y * grad
-    k.emit("subtract", 1, y, out, out=out)
-    k.emit("multiply", out, y, out, out=out)
-    k.emit("multiply", out, g, out, out=out)
+    out = k.grad(0, y.shape, y.dtype)
+    k.emit(backend.sigmoid_grad, g, y, out=out, kwargs={"out": out})
     return [dense(out)]
 
 

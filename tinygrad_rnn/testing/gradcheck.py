@@ -36,29 +36,35 @@ def _scalar(fn: Callable[..., Tensor], inputs: Sequence[Tensor], v: Any) -> floa
 def numerical_grad(fn: Callable[..., Tensor], inputs: Sequence[Tensor], k: int, v: Any, eps: float,
                    directions: Sequence[Any] | None = None) -> np.ndarray:
     """Central differences of ``<fn(*inputs), v>`` w.r.t. ``inputs[k]``: one per element, or one per
-    direction when ``directions`` is given. The input's array is perturbed in place and restored."""
+    direction when ``directions`` is given.
+
+    Each perturbed point is a new array bound to the input (the library's rule: an array a tensor
+    holds is never written, so neither the caller's array nor one a graph saved changes); the
+    input's own array is bound back at the end.
+    """
     x = inputs[k]
-    flat = x.data.reshape(-1)  # a view: perturbing it perturbs the input
-    orig = flat.copy()
-    if directions is None:
-        out = np.empty(flat.size)
-        for i in range(flat.size):
-            flat[i] = orig[i] + eps
-            hi = _scalar(fn, inputs, v)
-            flat[i] = orig[i] - eps
-            lo = _scalar(fn, inputs, v)
-            flat[i] = orig[i]
-            out[i] = (hi - lo) / (2 * eps)
-        return out.reshape(x.shape)
-    out = np.empty(len(directions))
-    for j, u in enumerate(directions):
-        flat[...] = orig + eps * u
-        hi = _scalar(fn, inputs, v)
-        flat[...] = orig - eps * u
-        lo = _scalar(fn, inputs, v)
-        out[j] = (hi - lo) / (2 * eps)
-    flat[...] = orig
-    return out
+    original = x.data
+    orig = np.array(original, dtype=original.dtype).reshape(-1)  # a flat copy (of any view)
+
+    def at(flat: np.ndarray) -> float:
+        x.data = flat.reshape(x.shape)
+        return _scalar(fn, inputs, v)
+
+    try:
+        if directions is None:
+            out = np.empty(orig.size)
+            for i in range(orig.size):
+                hi, lo = orig.copy(), orig.copy()
+                hi[i] += eps
+                lo[i] -= eps
+                out[i] = (at(hi) - at(lo)) / (2 * eps)
+            return out.reshape(x.shape)
+        out = np.empty(len(directions))
+        for j, u in enumerate(directions):
+            out[j] = (at(orig + eps * u) - at(orig - eps * u)) / (2 * eps)
+        return out
+    finally:
+        x.data = original
 
 
 def gradcheck(fn: Callable[..., Tensor], inputs: Sequence[Tensor], *, eps: float = 1e-6, atol: float = 1e-6,
@@ -121,7 +127,19 @@ def gradcheck(fn: Callable[..., Tensor], inputs: Sequence[Tensor], *, eps: float
 
 
 def gradgradcheck(fn: Callable[..., Tensor], inputs: Sequence[Tensor], *, seed: int = 0, **kwargs: Any) -> bool:
-    """Check second derivatives: gradcheck of ``x -> <grad <fn(x), v>, w>`` built with create_graph."""
+    """Check second derivatives: gradcheck of ``x -> <grad <fn(x), v>, w>`` built with create_graph.
+
+    The function checked is the full first-order gradient contracted with random ``w``: every
+    input's term counts in its VALUE (what the finite differences see), whether or not the engine
+    recorded a graph for it. A term whose gradient came back without a graph (a rule that computed
+    it on raw arrays, or detached it) therefore counts as zero in the analytic second derivative,
+    and the check fails unless that derivative really is zero.
+
+    Args:
+        fn, inputs: as for :func:`gradcheck` (float64 CPU tensors).
+        seed: seeds ``v``, ``w`` and gradcheck's own draws.
+        kwargs: passed on to :func:`gradcheck` (eps, atol, rtol, ...).
+    """
     rng = np.random.default_rng(seed + 1)
     with no_grad():
         out_shape = fn(*inputs).shape
@@ -133,14 +151,12 @@ def gradgradcheck(fn: Callable[..., Tensor], inputs: Sequence[Tensor], *, seed: 
         out = fn(*xs)
         targets = [x for x in xs if x.requires_grad]
         gs = grad(out, targets, grad_outputs=v, create_graph=True, allow_unused=True)
-        total = None
-        for g, w in zip(gs, ws):
-            if g is not None and g.requires_grad:
-                term = (g * w).sum()
-                total = term if total is None else total + term
-        if total is None:  # no second-order graph: claims d2 = 0, which finite differences must confirm
-            return Tensor(np.array(sum(float((g.numpy() * w.numpy()).sum()) for g, w in zip(gs, ws)
-                                       if g is not None)))
+        # Every term, recorded or not: an unrecorded one is a constant here, so its change under
+        # the finite differences shows up against an analytic derivative of zero.
+        terms = [(g * w).sum() for g, w in zip(gs, ws) if g is not None]
+        total = Tensor(np.zeros(())) if not terms else terms[0]
+        for term in terms[1:]:
+            total = total + term
         return total
 
     return gradcheck(first_order, inputs, seed=seed, _constant_ok=True, **kwargs)
