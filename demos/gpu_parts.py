@@ -212,7 +212,7 @@ def part_bench(args: Any, budget: float) -> dict[str, Any]:
     for cfg in configs:  # one process tree per config: a config that fails or runs late loses only itself
         out, log = args.work / f"bench_{cfg}.json", args.work / f"bench_{cfg}.log"
         out.unlink(missing_ok=True)
-        cmd = [sys.executable, args.bench_script, cfg, "--device", args.device, "--rounds", "1" if args.quick else "3",
+        cmd = [sys.executable, args.bench_script, cfg, "--device", args.device, "--rounds", "1" if args.quick else "2",
                "--steps", str(steps), "--warmup", str(max(1, steps // 3)), "--contenders", ",".join(CONTENDERS),
                "--json", str(out)]
         rc = run_logged(cmd, deadline - time.perf_counter(), log, interrupt_first=False)

@@ -252,3 +252,13 @@ def test_sigmoid_of_very_negative_inputs_is_zero_without_warnings() -> None:
         warnings.simplefilter("error")
         y = tg.tensor([-1000.0, -100.0, 1000.0]).sigmoid().numpy()  # float32: exp(100) overflows to inf
     assert y[0] == 0.0 and 0.0 <= y[1] < 1e-38 and y[2] == 1.0
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_softmax_of_a_0d_tensor_is_one_row_of_one_element(name):
+    """A 0-d tensor is its own row (found on the GPU: CuPy, unlike NumPy, refuses axis 0 on a 0-d array)."""
+    x = tg.tensor(2.5, dtype="float64", requires_grad=True)
+    y = getattr(x, name)()
+    assert y.shape == () and y.item() == (1.0 if name == "softmax" else 0.0)
+    y.backward()
+    assert x.grad.item() == 0.0

@@ -385,10 +385,10 @@ class Tensor:
         return LogSumExp.apply(self, axis=_axes(axis, self.ndim), keepdims=keepdims)
 
     def softmax(self, axis: int = -1) -> Tensor:
-        return Softmax.apply(self, axis=_axis(axis, self.ndim))
+        return Softmax.apply(self, axis=_softmax_axis(axis, self.ndim))
 
     def log_softmax(self, axis: int = -1) -> Tensor:
-        return LogSoftmax.apply(self, axis=_axis(axis, self.ndim))
+        return LogSoftmax.apply(self, axis=_softmax_axis(axis, self.ndim))
 
     # ------------------------------------------------------------ shape
     def reshape(self, *shape: Any) -> Tensor:
@@ -541,6 +541,13 @@ def _int(what: str, value: Any) -> int:
         return operator.index(value)
     except TypeError:
         raise TypeError(f"{what} must be an integer, got {value!r}") from None
+
+
+def _softmax_axis(axis: int, ndim: int) -> int | None:
+    """The axis of softmax/log_softmax; a 0-d tensor is its own row (axis None: NumPy accepts axis 0
+    there, CuPy does not)."""
+    a = _axis(axis, ndim)
+    return a if ndim else None
 
 
 def _axes(axis: Axis, ndim: int) -> tuple[int, ...] | None:
