@@ -15,6 +15,9 @@ batches, carrying the detached state from step to step, each with its own defaul
 * ``floor``: not a contender but the GEMM floor: every matrix product of tinygrad_rnn's step,
   timed alone with NumPy (CuPy on the GPU) and summed (``tinygrad_rnn.charlm.bench.gemm_floor``).
 
+The NumPy-based processes (tinygrad, numpy, floor) call ``tinygrad_rnn.tune_allocator()`` first,
+as the ``tinygrad-rnn`` command does.
+
 Run as ``python demos/bench_contenders.py CONTENDER SPEC.json``: it prints one JSON line.
 """
 
@@ -257,6 +260,13 @@ def main() -> None:
     contender, spec_path = sys.argv[1], sys.argv[2]
     with open(spec_path) as fh:
         spec = json.load(fh)
+    if contender != "torch" and contender != "torch-composed":
+        # The NumPy contenders run with the allocator setting the tinygrad-rnn command uses (and the
+        # docs recommend: tinygrad_rnn.tune_allocator()), all of them, so that none has an advantage
+        # there; PyTorch has an allocator of its own.
+        import tinygrad_rnn
+
+        tinygrad_rnn.tune_allocator()
     print(json.dumps(work(contender, spec)))
 
 
