@@ -140,7 +140,7 @@ def save_plot(path: str, history: list[float], bpc: float, unigram: float) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tinygrad_rnn.charlm.checkpoint import write_atomic
+    from tinygrad_rnn.charlm.plot import save_figure
 
     bits = [v / math.log(2) for v in history]
     smooth, avg = [], bits[0]
@@ -155,10 +155,7 @@ def save_plot(path: str, history: list[float], bpc: float, unigram: float) -> No
     ax.set(xlabel="training step", ylabel="bits per character", title="character-level LSTM")
     ax.grid(alpha=0.3)
     ax.legend()
-    try:
-        write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=100, bbox_inches="tight"))
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

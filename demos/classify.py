@@ -162,7 +162,7 @@ def save_plot(path: str, history: list[tuple[int, float, float]], majority: floa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tinygrad_rnn.charlm.checkpoint import write_atomic
+    from tinygrad_rnn.charlm.plot import save_figure
 
     steps, _, accs = zip(*history)
     fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -171,10 +171,7 @@ def save_plot(path: str, history: list[tuple[int, float, float]], majority: floa
     ax.set(xlabel="training step", ylabel="accuracy", ylim=(0.4, 1.0), title="Balanced brackets (lengths 10-40)")
     ax.grid(alpha=0.3)
     ax.legend()
-    try:
-        write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=100, bbox_inches="tight"))
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def plot(path: str, runs: dict, default_runs: dict, ex: dict, gate_bias: float, 
     except ImportError:
         print("matplotlib is not installed: no figure (pip install matplotlib)")
         return False
-    from tinygrad_rnn.charlm.checkpoint import write_atomic
+    from tinygrad_rnn.charlm.plot import save_figure
 
     colors = {"rnn": "tab:red", "lstm": "tab:blue", "gru": "tab:green"}
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
@@ -112,10 +112,7 @@ def plot(path: str, runs: dict, default_runs: dict, ex: dict, gate_bias: float, 
               title=f"Exploding: vanilla RNN, W_hh gain {ex['gain']:g}")
     right.grid(alpha=0.3, which="both")
     right.legend(fontsize=8, loc="lower right")
-    try:
-        write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=100, bbox_inches="tight"))
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)
     return True
 
 

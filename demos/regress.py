@@ -130,7 +130,7 @@ def save_plot(path: str, series: np.ndarray, pred: np.ndarray, history: list, la
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tinygrad_rnn.charlm.checkpoint import write_atomic
+    from tinygrad_rnn.charlm.plot import save_figure
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 3.6), gridspec_kw={"width_ratios": [2, 1]})
     t = np.arange(1, series.shape[0])
@@ -148,10 +148,7 @@ def save_plot(path: str, series: np.ndarray, pred: np.ndarray, history: list, la
     b.set(xlabel="training step", title="test MSE")
     b.legend(fontsize=8)
     b.grid(alpha=0.3, which="both")
-    try:
-        write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=100, bbox_inches="tight"))
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -155,7 +155,7 @@ def save_plot(path: str, history: list, copy: float, task: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tinygrad_rnn.charlm.checkpoint import write_atomic
+    from tinygrad_rnn.charlm.plot import save_figure
 
     steps, losses, accs = zip(*history)
     fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -165,10 +165,7 @@ def save_plot(path: str, history: list, copy: float, task: str) -> None:
            title=f"{task} strings of {MIN_LEN}-{MAX_LEN} letters")
     ax.grid(alpha=0.3)
     ax.legend()
-    try:
-        write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=100, bbox_inches="tight"))
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,10 @@ initial weights, each run in a process of its own:
   trainer's own functions: the training text cut into 64 parallel streams, consecutive windows,
   the hidden state carried and detached between steps and reset at each epoch, the same
   validation split scored the same way, the same Adam, clipping and per-epoch lr decay.
-  ``--torch-pipelines`` adds variants: ``offset`` (the same streams, their windows shifted by a
-  random offset at each epoch) and ``random`` (random windows from a zero state each step, the
-  usual PyTorch example), so that the gap can be split into the pipeline's part and the rest.
+  ``--torch-pipelines`` adds variants: ``offset`` (the same streams, each epoch's windows starting
+  at a drawn column: the trainer's ``--epoch-offset random``) and ``random`` (random windows from a
+  zero state each step, the usual PyTorch example), so that the gap can be split into the
+  pipeline's part and the rest.
 
 For each implementation the report gives, at each validation step, the mean validation loss and
 its seed-to-seed standard deviation, and the mean training seconds to get there (validation and
@@ -50,8 +51,8 @@ SIZES = ("hidden_size", "num_layers", "seq_len", "batch_size")
 
 
 def sizes(args: argparse.Namespace) -> dict:
-    """Model and batch sizes given on the command line (the trainer's defaults otherwise)."""
-    return {k: getattr(args, k) for k in SIZES if getattr(args, k) is not None}
+    """Model and batch sizes and the epoch offset given on the command line (the trainer's defaults otherwise)."""
+    return {k: getattr(args, k) for k in (*SIZES, "epoch_offset") if getattr(args, k, None) is not None}
 
 
 def tinygrad_run(args: argparse.Namespace, seed: int) -> dict:
@@ -94,7 +95,10 @@ def torch_run(args: argparse.Namespace, seed: int, pipeline: str) -> dict:
     model.load_state_dict({k: torch.from_numpy(v) for k, v in init.state_dict().items()})
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.lr_decay)
-    batches, rng = Batches(data, T), np.random.default_rng(seed + 1)
+    # "streams" is the trainer's own pipeline (with its --epoch-offset); "offset" the same with each
+    # epoch's windows starting at a drawn column (the trainer's --epoch-offset random).
+    shifted = pipeline == "offset" or cfg.epoch_offset == "random"
+    batches, rng = Batches(data, T, offset_seed=seed if shifted else None), np.random.default_rng(seed + 1)
     state, curve, first, spent, step = None, [], None, 0.0, 0
     budget = args.minutes * 60 if args.minutes else None
     while True:
@@ -104,8 +108,6 @@ def torch_run(args: argparse.Namespace, seed: int, pipeline: str) -> dict:
             win = np.stack([train_ids[s:s + T + 1] for s in starts], axis=1)
             x, y, state = win[:-1], win[1:], None
         else:
-            if pipeline == "offset" and batches.position + T + 1 > batches.data.shape[1]:
-                batches.data = data[:, int(rng.integers(0, T)):]  # next epoch: windows shifted at random
             x, y, _, new_epoch = batches.next()
             batches.chunks.carry(None)  # the trainer's windows; PyTorch's state is carried below
             if new_epoch:
@@ -248,6 +250,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--impls", default="tinygrad,torch")
     parser.add_argument("--torch-pipelines", default="streams", help="streams, offset and/or random [streams]")
     parser.add_argument("--dropout", type=float, default=0.0)
+    parser.add_argument("--epoch-offset", choices=["fixed", "random"], default=None,
+                        help="the trainer's --epoch-offset, for both [the trainer's default]")
     parser.add_argument("--eval-every", type=int, default=250)
     for name in SIZES:
         parser.add_argument("--" + name.replace("_", "-"), type=int, help="override the trainer's default")

@@ -49,10 +49,12 @@ def test_train_writes_every_run_file_and_metrics_line(text_file, tmp_path, capsy
     assert "best val" in summary and "bpc" in summary and out in summary
 
 
-def test_resume_continues_exactly_like_an_uninterrupted_run(text_file, tmp_path):
+@pytest.mark.parametrize("epoch_offset", ["fixed", "random"])
+def test_resume_continues_exactly_like_an_uninterrupted_run(text_file, tmp_path, epoch_offset):
     # Dropout, two layers and epoch wrap-around with lr decay: every piece of state must be restored.
     opts = ["--data", text_file, "--eval-every", "4", "--dropout", "0.3", "--num-layers", "2",
-            "--lr-decay", "0.9", "--batch-size", "16", "--seq-len", "24", "--hidden-size", "12", "--quiet"]
+            "--lr-decay", "0.9", "--batch-size", "16", "--seq-len", "24", "--hidden-size", "12", "--quiet",
+            "--epoch-offset", epoch_offset]
     straight, split = str(tmp_path / "straight"), str(tmp_path / "split")
     assert main(["train", "--max-steps", "16", "--out", straight] + opts) == 0
     assert main(["train", "--max-steps", "8", "--out", split] + opts) == 0
@@ -276,3 +278,22 @@ def test_tiny_shakespeare_trains_with_its_65_character_vocabulary(tmp_path):
     with open(os.path.join(out, "config.json"), encoding="utf-8") as fh:
         assert json.load(fh)["vocab_size"] == 65
     assert read_metrics(out)[-1]["val_loss"] < math.log(65) + 0.1
+
+
+def test_random_epoch_offsets_move_each_epochs_windows_and_depend_only_on_seed_and_epoch():
+    from tinygrad_rnn.charlm.corpus import Batches
+
+    data = np.arange(3 * 40).reshape(3, 40)  # 3 streams of 40 ids: an id tells its column
+    fixed, moved = Batches(data, 5), Batches(data, 5, offset_seed=7)
+    starts: dict[str, list[int]] = {"fixed": [], "moved": []}
+    for name, b in (("fixed", fixed), ("moved", moved)):
+        for _ in range(40):
+            x, y, state, new_epoch = b.next()
+            b.chunks.carry(state)
+            if new_epoch or not starts[name]:
+                starts[name].append(int(x[0, 0]))  # the column the epoch's first window starts at
+            np.testing.assert_array_equal(y, x + 1)  # targets stay the next character
+    offsets = [moved.offset(e) for e in range(len(starts["moved"]))]
+    assert starts["fixed"] == [0] * len(starts["fixed"]) and starts["moved"] == offsets
+    assert offsets[0] == 0 and len(set(offsets[1:])) > 1 and all(0 <= o < 5 for o in offsets)
+    assert [Batches(data, 5, offset_seed=7).offset(e) for e in range(len(offsets))] == offsets  # nothing to save

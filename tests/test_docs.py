@@ -188,3 +188,12 @@ def test_the_api_reference_shows_doctests_as_code_and_roles_as_names():
     assert to_markdown(doc) == ("Run it, see `Tensor` and `tinygrad_rnn.grad`:\n\n    y = f(x)\n\n"
                                 "```pycon\n>>> f(1)\n2\n```\n\nDone.")
     assert to_markdown("    >>> g()\n    3") == "    ```pycon\n    >>> g()\n    3\n    ```"
+
+
+def test_every_test_a_page_names_exists():
+    """docs/contract.md (and any page) proves its promises by naming tests: each must exist."""
+    named = {m for page in PAGES for m in re.findall(r"tests/(\w+\.py)::(\w+)", page.read_text(encoding="utf-8"))}
+    assert len(named) > 30  # the contract names its tests
+    missing = [f"{f}::{name}" for f, name in sorted(named)
+               if not re.search(rf"^(async )?def {name}\(", (ROOT / "tests" / f).read_text(encoding="utf-8"), re.M)]
+    assert missing == []

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -37,8 +38,10 @@ if TYPE_CHECKING:
 __all__ = ["Function", "no_grad", "enable_grad", "is_grad_enabled", "detect_anomaly", "backward", "grad", "note_state"]
 
 
-class _State:
-    """Global switches, kept on one object so the hot path reads them with one lookup."""
+class _State(threading.local):
+    """The switches of the thread that runs (grad mode, anomaly mode), as in PyTorch: ``no_grad`` in
+    one thread records nothing there and leaves other threads recording. One object, so the hot path
+    reads a switch with one lookup; the class attributes are each new thread's starting values."""
 
     grad_enabled = True
     anomaly = False

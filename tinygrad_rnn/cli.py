@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--seed", type=NONNEGATIVE_INT, help="seed for weights, dropout and samples [0]")
     add("--device", choices=["cpu", "cuda"], help="[cpu]")
     add("--dtype", choices=["float32", "float64"], help="[float32]")
+    add("--epoch-offset", choices=["fixed", "random"], help="where each epoch's windows start: fixed (column 0), "
+        "or random (a column drawn per epoch after the first, so the model does not see the same chunks) [fixed]")
     add("--threads", type=threads_option, help=THREADS_HELP)
     add("--quiet", action="store_true", default=None, help="no progress bar")
     add("--no-replay", dest="replay", action="store_const", const=False, default=None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import sys
 import sysconfig
 from collections import Counter
@@ -176,17 +177,29 @@ class Batches:
     """The training streams read in windows of ``seq_len`` (truncated BPTT), epoch after epoch.
 
     Each epoch is one :func:`~tinygrad_rnn.nn.tbptt` pass over the streams: x = the columns
-    [0, L - 1), y = the columns [1, L), chunks of ``seq_len`` columns, a last shorter chunk left
-    out; the hidden state it carries starts each epoch at None (the model's zeros).
-    ``position`` is the column where the next window starts, ``state`` the carried state.
+    [o, L - 1), y = the columns [o + 1, L), chunks of ``seq_len`` columns, a last shorter chunk
+    left out; the hidden state it carries starts each epoch at None (the model's zeros).
+    ``position`` is the column (counted from o) where the next window starts, ``state`` the
+    carried state. The offset o is 0 in the first epoch; with ``offset_seed`` every later epoch
+    starts at a column drawn from [0, seq_len), so that the windows (and the places where
+    backpropagation is cut) move from epoch to epoch instead of showing the model the same
+    chunks every time. The draw depends on the seed and the epoch only: nothing to save.
     """
 
-    def __init__(self, data: Array, seq_len: int, position: int = 0, epoch: int = 0, state: Any = None) -> None:
-        self.data, self.seq_len, self.epoch = data, seq_len, epoch
+    def __init__(self, data: Array, seq_len: int, position: int = 0, epoch: int = 0, state: Any = None,
+                 offset_seed: int | None = None) -> None:
+        self.data, self.seq_len, self.epoch, self.offset_seed = data, seq_len, epoch, offset_seed
         self.chunks = self._epoch(position, state)
 
+    def offset(self, epoch: int) -> int:
+        """The first column epoch ``epoch`` reads (see the class)."""
+        if self.offset_seed is None or epoch == 0:
+            return 0
+        return random.Random(self.offset_seed * 1_000_003 + epoch).randrange(self.seq_len)
+
     def _epoch(self, position: int, state: Any) -> TBPTT:
-        x, y = self.data[:, :-1].T, self.data[:, 1:].T  # (L - 1, B): y is x one character later
+        o = self.offset(self.epoch)
+        x, y = self.data[:, o:-1].T, self.data[:, o + 1:].T  # (L - 1 - o, B): y is x one character later
         return TBPTT(x, y, k=self.seq_len, state=state, start=position, drop_last=True)
 
     @property

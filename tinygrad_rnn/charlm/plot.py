@@ -67,8 +67,15 @@ def save_loss_plot(rows: list[dict[str, Any]], path: str) -> bool:
     ax.legend()
     secondary = ax.secondary_yaxis("right", functions=(lambda n: n / math.log(2), lambda b: b * math.log(2)))
     secondary.set_ylabel("bits/char")
+    save_figure(fig, path)
+    return True
+
+
+def save_figure(fig: Any, path: str) -> None:
+    """Write a matplotlib figure to ``path`` as a PNG, atomically (never half a file), and close it."""
+    import matplotlib.pyplot as plt
+
     try:
         write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=100, bbox_inches="tight"))
     finally:
         plt.close(fig)
-    return True

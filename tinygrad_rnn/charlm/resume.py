@@ -20,7 +20,7 @@ from .corpus import Batches
 
 # Options fixed by a run's first start: resuming with a different value is refused.
 FIXED_ON_RESUME = ("data", "model", "hidden_size", "num_layers", "seq_len", "batch_size", "val_frac", "dtype", "seed",
-                   "encoding_errors")
+                   "encoding_errors", "epoch_offset")
 
 MODEL_KEYS = ("config", "vocab", "model")  # what sampling and evaluation need
 RUN_KEYS = MODEL_KEYS + ("step", "elapsed", "best_val", "position", "epoch", "optimizer", "scheduler", "rng",
@@ -69,7 +69,7 @@ def restore(run: Any, ck: dict[str, Any], path: str) -> None:
         run.step, run.elapsed = int(ck["step"]), float(ck["elapsed"])
         run.best_val = float(ck["best_val"]) if ck["best_val"] is not None else math.inf
         run.batches = Batches(run.batches.data, run.cfg.seq_len, int(ck["position"]), int(ck["epoch"]),
-                              _to_tensors(ck["hidden"], run.cfg.device))
+                              _to_tensors(ck["hidden"], run.cfg.device), run.batches.offset_seed)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{path}: does not fit the run it belongs to: {message}") from None
@@ -92,7 +92,8 @@ def resume_config(config_class: type, saved: dict[str, Any], overrides: dict[str
     """The config of a resumed run: the one in its latest checkpoint, with ``overrides`` applied
     (options fixed by the run's start may not change)."""
     names = {f.name for f in dataclasses.fields(config_class)}
-    saved = {"encoding_errors": "replace"} | saved  # runs from before the option read text with replacement
+    # Runs from before an option existed ran as it then did: text read with replacement, fixed windows.
+    saved = {"encoding_errors": "replace", "epoch_offset": "fixed"} | saved
     cfg = config_class(**{k: v for k, v in saved.items() if k in names})
     for name, value in overrides.items():
         if name not in names:

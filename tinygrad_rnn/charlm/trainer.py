@@ -79,6 +79,7 @@ class TrainConfig:
     encoding_errors: str = "strict"
     threads: str | int = "auto"  # BLAS threads: "auto", "blas" or a count (tinygrad_rnn.threads)
     replay: bool = True  # capture the training step and replay it (tinygrad_rnn.replay); same results, faster
+    epoch_offset: str = "fixed"  # "random": each epoch after the first starts its windows at a drawn column
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):  # NaN passes every comparison below, inf most of them
@@ -86,6 +87,8 @@ class TrainConfig:
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
         parse_threads(self.threads)
+        if self.epoch_offset not in ("fixed", "random"):
+            raise ValueError(f"--epoch-offset must be fixed or random, got {self.epoch_offset!r}")
         checks = [
             (self.hidden_size >= 1, "--hidden-size must be >= 1"),
             (self.num_layers >= 1, "--num-layers must be >= 1"),
@@ -149,10 +152,16 @@ def build(cfg: TrainConfig, text: str, vocab: Vocab | None = None) -> tuple[Run,
     model.to(cfg.device)
     optimizer = Adam(model.parameters(), lr=cfg.lr)
     scheduler = ExponentialLR(optimizer, gamma=cfg.lr_decay)
-    run = Run(cfg, vocab, model, optimizer, scheduler, Batches(data, cfg.seq_len), init_gen, Generator(cfg.seed + 1))
+    batches = Batches(data, cfg.seq_len, offset_seed=offset_seed(cfg))
+    run = Run(cfg, vocab, model, optimizer, scheduler, batches, init_gen, Generator(cfg.seed + 1))
     if cfg.replay:
         run.forward_backward = capture_step(model)
     return run, val
+
+
+def offset_seed(cfg: TrainConfig) -> int | None:
+    """What :class:`~.corpus.Batches` draws each epoch's first column from (None: column 0 always)."""
+    return cfg.seed if cfg.epoch_offset == "random" else None
 
 
 def forward_backward(model: CharRNN, x: Any, y: Any, state: Any,

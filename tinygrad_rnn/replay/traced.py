@@ -11,6 +11,7 @@ too. Values read to Python (``float(x)``, ``bool(x)``...) are written down as we
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 from .. import backend
@@ -19,8 +20,9 @@ if TYPE_CHECKING:
     from .trace import Recorder
 
 
-class _State:
-    """The recorder of the capture running now (one at a time), or None."""
+class _State(threading.local):
+    """The recorder of the capture running now in this thread (one at a time in the process), or None.
+    Per thread: while one thread captures, the hooks let other threads' ops run as usual."""
 
     recorder: Recorder | None = None
 

@@ -136,7 +136,8 @@ def gradgradcheck(fn: Callable[..., Tensor], inputs: Sequence[Tensor], *, seed: 
     and the check fails unless that derivative really is zero.
 
     Args:
-        fn, inputs: as for :func:`gradcheck` (float64 CPU tensors).
+        fn: as for :func:`gradcheck`.
+        inputs: as for :func:`gradcheck` (float64 CPU tensors).
         seed: seeds ``v``, ``w`` and gradcheck's own draws.
         kwargs: passed on to :func:`gradcheck` (eps, atol, rtol, ...).
     """
