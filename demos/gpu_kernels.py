@@ -17,26 +17,12 @@ import numpy as np
 import tinygrad_rnn as tg
 from tinygrad_rnn import backend
 from tinygrad_rnn.ops import fused
-from tinygrad_rnn.ops.fused import GRUCellFused, LSTMCellFused
+from tinygrad_rnn.ops.fused import GRUCellFused, LSTMCellFused, gru_cell_composed, lstm_cell_composed
 
 TOL = {"float32": {"rtol": 2e-5, "atol": 1e-6}, "float64": {"rtol": 1e-10, "atol": 1e-12}}  # tests/conftest.py's
 
 
-def composed_lstm(a: tg.Tensor, c: tg.Tensor) -> tg.Tensor:
-    i, f, g, o = a.split(a.shape[1] // 4, axis=1)
-    c_new = f.sigmoid() * c + i.sigmoid() * g.tanh()
-    return tg.stack([o.sigmoid() * c_new.tanh(), c_new])
-
-
-def composed_gru(gi: tg.Tensor, gh: tg.Tensor, h: tg.Tensor) -> tg.Tensor:
-    xr, xz, xn = gi.split(h.shape[1], axis=1)
-    hr, hz, hn = gh.split(h.shape[1], axis=1)
-    r, z = (xr + hr).sigmoid(), (xz + hz).sigmoid()
-    n = (xn + r * hn).tanh()
-    return (1.0 - z) * n + z * h
-
-
-CELLS = {"lstm": (LSTMCellFused.apply, composed_lstm), "gru": (GRUCellFused.apply, composed_gru)}
+CELLS = {"lstm": (LSTMCellFused.apply, lstm_cell_composed), "gru": (GRUCellFused.apply, gru_cell_composed)}
 
 
 def draw(cell: str, B: int, H: int, seed: int) -> list[np.ndarray]:

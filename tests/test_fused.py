@@ -12,24 +12,8 @@ from hypothesis import strategies as st
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
 from tinygrad_rnn.ops import fused
-from tinygrad_rnn.ops.fused import GRUCellFused, LSTMCellFused
+from tinygrad_rnn.ops.fused import GRUCellFused, LSTMCellFused, gru_cell_composed, lstm_cell_composed
 from tinygrad_rnn.testing import gradcheck
-
-
-def composed_lstm(a: tg.Tensor, c: tg.Tensor) -> tg.Tensor:
-    """The LSTM cell from primitive ops, gates i | f | g | o: (h', c') stacked as (2, B, H)."""
-    i, f, g, o = a.split(a.shape[1] // 4, axis=1)
-    c_new = f.sigmoid() * c + i.sigmoid() * g.tanh()
-    return tg.stack([o.sigmoid() * c_new.tanh(), c_new])
-
-
-def composed_gru(gi: tg.Tensor, gh: tg.Tensor, h: tg.Tensor) -> tg.Tensor:
-    """The GRU cell from primitive ops, gates r | z | n, in the textbook form (1 - z) n + z h."""
-    xr, xz, xn = gi.split(h.shape[1], axis=1)
-    hr, hz, hn = gh.split(h.shape[1], axis=1)
-    r, z = (xr + hr).sigmoid(), (xz + hz).sigmoid()
-    n = (xn + r * hn).tanh()
-    return (1.0 - z) * n + z * h
 
 
 # (B, H, seed, dtype)
@@ -37,8 +21,8 @@ cases = st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(0, 2**31 - 1
                   st.sampled_from(["float64", "float32"]))
 
 CELLS = {  # name: (fused op, composed cell, gate blocks)
-    "lstm": (LSTMCellFused.apply, composed_lstm, 4),
-    "gru": (GRUCellFused.apply, composed_gru, 3),
+    "lstm": (LSTMCellFused.apply, lstm_cell_composed, 4),
+    "gru": (GRUCellFused.apply, gru_cell_composed, 3),
 }
 
 

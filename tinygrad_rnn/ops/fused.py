@@ -159,3 +159,29 @@ class GRUCellFused(Function):
                 dgh[:, 2 * hs:] *= r
             dh = grad * z if need[2] else None
         return (dgi if need[0] else None), (dgh if need[1] else None), (dh if need[2] else None)
+
+
+# ---------------------------------------------------------------- the same cells from primitive ops
+
+def lstm_cell_composed(a: Tensor, c: Tensor) -> Tensor:
+    """What :class:`LSTMCellFused` computes, from primitive ops: the reference it is tested against.
+
+    a: (B, 4H) pre-activations, gates i | f | g | o; c: (B, H) -> (h', c') stacked as (2, B, H).
+    """
+    from ..functions import stack  # here, not at the top: functions imports the ops package
+
+    i, f, g, o = a.split(a.shape[1] // 4, axis=1)
+    c_new = f.sigmoid() * c + i.sigmoid() * g.tanh()
+    return stack([o.sigmoid() * c_new.tanh(), c_new])
+
+
+def gru_cell_composed(gi: Tensor, gh: Tensor, h: Tensor) -> Tensor:
+    """What :class:`GRUCellFused` computes, from primitive ops, in the textbook form (1 - z) n + z h.
+
+    gi, gh: (B, 3H) input and hidden projections, gates r | z | n; h: (B, H) -> h' (B, H).
+    """
+    xr, xz, xn = gi.split(h.shape[1], axis=1)
+    hr, hz, hn = gh.split(h.shape[1], axis=1)
+    r, z = (xr + hr).sigmoid(), (xz + hz).sigmoid()
+    n = (xn + r * hn).tanh()
+    return (1.0 - z) * n + z * h
