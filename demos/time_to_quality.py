@@ -27,6 +27,7 @@ max(0.05, twice the larger seed-to-seed std), and reports the training time to r
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -267,6 +268,9 @@ def main(argv: list[str] | None = None) -> dict | None:
     if args.worker:
         worker_main(args)
         return None
+    if "torch" in args.impls.split(",") and importlib.util.find_spec("torch") is None:
+        parser.error("--impls torch: PyTorch is not installed (pip install torch==2.13.0), "
+                     "or run --impls tinygrad alone")
     impls = []
     for name in args.impls.split(","):
         impls += [f"torch:{p}" for p in args.torch_pipelines.split(",")] if name == "torch" else [name]

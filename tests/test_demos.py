@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 from helpers import DEMOS, load_demo, run_script
 
 RESULT_KEYS = {"metric", "value", "baseline", "baseline_value"}
@@ -122,7 +123,7 @@ def test_profile_step_splits_the_replayed_step_by_kind():
 
 
 def test_time_to_quality_runs_both_trainers_on_one_pipeline(tmp_path):
-    import json
+    pytest.importorskip("torch")  # the comparison's other side
 
     text = tmp_path / "t.txt"
     text.write_text(("The quick brown fox jumps over the lazy dog.\n" * 20 + "Pack my box with jugs.\n" * 20) * 8,
@@ -141,3 +142,19 @@ def test_time_to_quality_runs_both_trainers_on_one_pipeline(tmp_path):
     assert [p["step"] for p in points] == [3, 6] and all(p["std"] > 0 for p in points)
     assert report["agreement"]["agree"] and "time to 1.6 nats" in result.stdout
     assert (tmp_path / "ttq.png").stat().st_size > 0
+
+
+def test_time_to_quality_without_pytorch_says_so_in_one_line(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    text = tmp_path / "t.txt"
+    text.write_text("abc\n" * 100, encoding="utf-8")
+    demo = load_demo("time_to_quality")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    with pytest.raises(SystemExit) as exit_:
+        demo.main(["--data", str(text), "--steps", "2", "--json", str(tmp_path / "t.json")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "PyTorch is not installed" in err and "--impls tinygrad" in err and "Traceback" not in err
+    assert not (tmp_path / "t.json").exists()
